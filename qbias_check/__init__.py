@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "compare": "qbias_check.compare",
-    "Comparison": "qbias_check.compare",
+    "compare": "qbias_check.comparison",
+    "Comparison": "qbias_check.comparison",
     "EvalSet": "qbias_check.datasets",
     "load_runner": "qbias_check.runners",
     "build_int8": "qbias_check.artifacts",
@@ -23,7 +23,7 @@ __all__ = ["Comparison", "EvalSet", "__version__", "build_int8", "compare", "loa
 
 if TYPE_CHECKING:
     from qbias_check.artifacts import build_int8
-    from qbias_check.compare import Comparison, compare
+    from qbias_check.comparison import Comparison, compare
     from qbias_check.datasets import EvalSet
     from qbias_check.runners import load_runner
 
