@@ -1,5 +1,6 @@
-"""Benchmark: a full compare() with 1,000 paired bootstrap replicates, and our cost per replicate
-against fairlearn's MetricFrame bootstrap (n_boot) computing per-class-and-group FNR on the same data.
+"""Benchmark: a full compare() with 1,000 paired bootstrap replicates, and our cost per
+replicate against fairlearn's MetricFrame bootstrap (n_boot) computing per-class-and-group FNR
+on the same data.
 
 Run: .venv/bin/python benchmarks/bench_stats.py
 """

@@ -10,9 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qbias_check import compare
+from qbias_check import compare, metrics
 from qbias_check import comparison as cmp
-from qbias_check import metrics
 
 # (true, float predictions, int8 predictions, male, young) per block; 0 = not blond, 1 = blond.
 BLOCKS = [
