@@ -126,6 +126,19 @@ def load_runner(
     raise ModelLoadError(NOT_A_MODEL.format(path=p))
 
 
+def load_keras_model(path: str | os.PathLike[str]) -> Any:
+    """Load a Keras 3 or tf_keras model file in safe mode (no code from the file runs)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelLoadError(NOT_FOUND.format(path=p))
+    head = _head(p)
+    if head[:4] == _ZIP_MAGIC:
+        return _load_keras(p, "keras" if _keras_zip_version(p).startswith("3") else "tf_keras")
+    if head == _HDF5_MAGIC:
+        return _load_keras(p, _h5_kind(p))
+    raise ModelLoadError(NOT_A_MODEL.format(path=p))
+
+
 def prediction_key_parts(runner: Runner, data_digest: str, *, batch_size: int) -> dict[str, Any]:
     """Cache key parts for ``runner``'s predictions on data whose content digest is given.
 
@@ -142,6 +155,21 @@ def prediction_key_parts(runner: Runner, data_digest: str, *, batch_size: int) -
         "batch_size": batch_size,
         "tool": f"{dist}=={_version(dist)}",
     }
+
+
+def check_fits(
+    data_shape: tuple[int, ...], model_shape: tuple[Any, ...], where: str | os.PathLike[str]
+) -> None:
+    """Raise :class:`InputMismatchError` naming both shapes unless data fits a batch-first input."""
+    expected = [None if d is None or int(d) < 0 else int(d) for d in model_shape]
+    fits = len(data_shape) == len(expected) and all(
+        d is None or d == n for d, n in zip(expected[1:], data_shape[1:], strict=True)
+    )
+    if not fits:
+        shown = "(N" + "".join(", ?" if d is None else f", {d}" for d in expected[1:]) + ")"
+        raise InputMismatchError(
+            SHAPE_MISMATCH.format(data_shape=tuple(data_shape), path=where, model_shape=shown)
+        )
 
 
 def default_num_threads() -> int:
@@ -194,15 +222,7 @@ class _BatchedRunner:
     def _check(self, x: np.ndarray) -> None:
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
             raise InputDtypeError(DTYPE_MISMATCH.format(dtype=x.dtype, path=self.path))
-        expected = self.input_spec.shape
-        fits = x.ndim == len(expected) and all(
-            d is None or d == n for d, n in zip(expected[1:], x.shape[1:], strict=True)
-        )
-        if not fits:
-            model_shape = "(" + ", ".join("N" if d is None else str(d) for d in expected) + ")"
-            raise InputMismatchError(
-                SHAPE_MISMATCH.format(data_shape=x.shape, path=self.path, model_shape=model_shape)
-            )
+        check_fits(x.shape, self.input_spec.shape, self.path)
 
     def _empty(self) -> np.ndarray:
         if self.num_classes is None:
