@@ -149,7 +149,7 @@ def test_content_hash_is_cached_and_follows_every_field() -> None:
     x[0, 0, 0, 0] ^= 1
     variants = [
         EvalSet(x=x, y=es.y, classes=es.classes, attributes=es.attributes),
-        EvalSet(x=es.inputs().astype(np.int16), y=es.y, classes=es.classes, attributes=es.attributes),
+        EvalSet(x=x.astype(np.int16), y=es.y, classes=es.classes, attributes=es.attributes),
         EvalSet(x=es.x, y=es.y[::-1].copy(), classes=es.classes, attributes=es.attributes),
         EvalSet(x=es.x, y=es.y, classes=("bald", "black", "gray"), attributes=es.attributes),
         EvalSet(x=es.x, y=es.y, classes=es.classes, attributes={"male": es.attributes["male"]}),
@@ -162,7 +162,7 @@ def test_batches_cover_the_set_in_order() -> None:
     es = small()
     parts = list(es.batches(5))
     assert [len(p) for p in parts] == [5, 5, 2]
-    assert np.array_equal(np.concatenate(parts), es.x)
+    assert np.array_equal(np.concatenate(parts), es.inputs())
     with pytest.raises(ValueError, match=re.escape(ev.BAD_BATCH_SIZE.format(batch_size=0))):
         list(es.batches(0))
 
@@ -188,7 +188,7 @@ def test_npz_round_trip_is_exact_and_needs_no_pickle(tmp_path: Path) -> None:
 def test_npz_float_inputs_round_trip(tmp_path: Path) -> None:
     es = small()
     floats = EvalSet(
-        x=es.x.astype(np.float32) / 255, y=es.y, classes=es.classes, attributes=es.attributes
+        x=es.inputs().astype(np.float32) / 255, y=es.y, classes=es.classes, attributes=es.attributes
     )
     same(floats, read_npz(save_npz(floats, tmp_path / "f.npz")))
 
