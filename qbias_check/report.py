@@ -1,0 +1,266 @@
+"""Render gate results: failure tables, the end-of-run summary, JSON and Markdown reports.
+
+Summaries and files are rendered from the JSON-ready dict of a comparison (``to_dict()``), so the
+pytest-xdist controller, which only sees what workers send, renders exactly what a worker would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from qbias_check.checks import FAILED, Check, Verdict
+from qbias_check.comparison import Comparison
+
+NEXT_STEP = (
+    "next step: check the candidates side by side with `qbias-check mitigate` (QAT, the "
+    "post-processing corrector, selective quantization), or retrain with class weighting; "
+    "a wider eval set narrows the interval"
+)
+
+GATE_RULES = {
+    "estimate": "fails when the estimate exceeds the limit",
+    "significant": "fails when the whole interval lies above the limit",
+    "assured": "passes only when the whole interval lies at or below the limit",
+}
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _interval(bounds: Iterable[Any]) -> str:
+    low, high = list(bounds)
+    if low is None or (isinstance(low, float) and math.isnan(low)):
+        return "n/a"
+    return f"[{low:+.4f}, {high:+.4f}]"
+
+
+def failure_table(check: Check, verdict: Verdict, comparison: Comparison, gate: str) -> str:
+    """Why a check failed: its numbers, the rows behind them and what to try next."""
+    before, after = _float_int8(check, comparison)
+    head = [
+        [
+            check.quantity,
+            _num(before),
+            _num(after),
+            _num(verdict.estimate),
+            _num(check.limit),
+            _interval(verdict.interval),
+        ],
+    ]
+    pct = round(comparison.confidence * 100)
+    lines = [
+        f"{check.id}: {verdict.estimate:+.4f} > limit {check.limit:.4f} "
+        f"(gate '{gate}' {GATE_RULES[gate]})",
+        tabulate(head, headers=["metric", "float", "int8", "change", "limit", f"{pct} % interval"]),
+        "",
+        _rows_behind(check, comparison),
+        "",
+        NEXT_STEP,
+    ]
+    return "\n".join(lines)
+
+
+def _float_int8(check: Check, comparison: Comparison) -> tuple[float | None, float | None]:
+    """The float and int8 values whose change the check limits, where there are such values."""
+    if check.metric == "accuracy_drop":
+        return comparison.estimate("accuracy_float"), comparison.estimate("accuracy_int8")
+    stem = check.metric.removesuffix("_increase")
+    names = [f"{check.quantity.removesuffix(check.metric)}{stem}_{m}" for m in ("float", "int8")]
+    if all(n in comparison.estimates for n in names):
+        return comparison.estimate(names[0]), comparison.estimate(names[1])
+    return None, None
+
+
+def _rows_behind(check: Check, comparison: Comparison) -> str:
+    """The classes or groups the number is made of."""
+    rate = check.metric[:3] if check.metric[:3] in ("fnr", "fpr") else None
+    if check.scope.startswith("class[") or (not check.scope and rate):
+        table = comparison.per_class.reset_index()
+        if check.scope:
+            table = table[table["class"] == check.scope[len("class[") : -1]]
+        rate = rate or "fnr"
+        cols = ["class", "support", f"{rate}_float", f"{rate}_int8", f"{rate}_increase"]
+        view = table[cols].sort_values(f"{rate}_int8", ascending=False)
+        if not check.scope and len(view) > 2:
+            view = view.iloc[[0, -1]]  # the worst and the best class after quantization
+        return tabulate(view.to_dict(orient="records"), headers="keys", floatfmt=".4f")
+    if check.scope:
+        attribute, _, rest = check.scope.partition("[")
+        rows = comparison.per_group[comparison.per_group["attribute"] == attribute]
+        if rest:
+            rows = rows[rows["class"] == rest[:-1]]
+            metric = rate or "fnr"
+        else:
+            rows = rows.drop_duplicates("group")
+            metric = "accuracy"
+        cols = ["group", "class", "support", f"{metric}_float", f"{metric}_int8"]
+        if not rest:
+            cols.remove("class")
+        return tabulate(rows[cols].to_dict(orient="records"), headers="keys", floatfmt=".4f")
+    return "per class:\n" + tabulate(
+        comparison.per_class.reset_index()[["class", "support", "fnr_float", "fnr_int8"]].to_dict(
+            orient="records"
+        ),
+        headers="keys",
+        floatfmt=".4f",
+    )
+
+
+def check_record(check: Check, verdict: Verdict) -> dict[str, Any]:
+    """A check and its verdict as a JSON-ready dict (also sent as pytest ``user_properties``)."""
+    return {
+        "id": check.id,
+        "model": check.model,
+        "metric": check.metric,
+        "scope": check.scope or "model",
+        "estimate": _finite(verdict.estimate),
+        "interval": [_finite(v) for v in verdict.interval],
+        "limit": check.limit,
+        "outcome": verdict.outcome,
+        "reason": verdict.reason,
+    }
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+SUMMARY_ROWS = [
+    ("accuracy_drop", "accuracy drop"),
+    ("cie_fraction", "CIE fraction"),
+    ("fnr_max_min_increase", "FNR Max-Min increase"),
+    ("fpr_max_min_increase", "FPR Max-Min increase"),
+    ("fnr_variance_increase", "FNR variance increase"),
+    ("fpr_variance_increase", "FPR variance increase"),
+    ("cev", "CEV"),
+]
+
+
+def summary_text(model: str, data: Mapping[str, Any], *, fmt: str = "simple") -> str:
+    """The end-of-run summary of one model from its report dict (``report_dict``)."""
+    s = data["summary"]
+    pct = round(data["confidence"] * 100)
+    lines = [
+        f"{model}: accuracy {_num(s['accuracy_float']['estimate'])} float -> "
+        f"{_num(s['accuracy_int8']['estimate'])} int8 on n = {data['n']} ({data['dataset']})",
+        tabulate(
+            [
+                [label, _num(s[k]["estimate"]), _interval(s[k]["interval"])]
+                for k, label in SUMMARY_ROWS
+            ],
+            headers=["metric", "change", f"{pct} % interval"],
+            tablefmt=fmt,
+        ),
+    ]
+    worst = sorted(data["per_class"], key=lambda r: -(r["fnr_increase"] or -math.inf))[:3]
+    lines += [
+        "worst classes (FNR increase): "
+        + ", ".join(f"{r['class']} {_num(r['fnr_increase'], 3)}" for r in worst)
+    ]
+    gaps = [g for g in data["gaps"] if g["gap_increase"] is not None]
+    if gaps:
+        top = sorted(gaps, key=lambda g: -g["gap_increase"])[:3]
+        lines.append(
+            "largest gap increases: "
+            + ", ".join(
+                f"{g['attribute']}[{g['class']}] {g['metric']} {_num(g['gap_increase'], 3)}"
+                for g in top
+            )
+        )
+    return "\n".join(lines)
+
+
+def report_dict(evaluation_meta: Mapping[str, Any], comparison: Comparison) -> dict[str, Any]:
+    """The JSON report of one model, before its checks are added."""
+    return {**evaluation_meta, **comparison.to_dict(), "checks": []}
+
+
+def markdown(model: str, data: Mapping[str, Any]) -> str:
+    """A Markdown report: summary, failed and skipped checks, per-class table."""
+    checks = data.get("checks", [])
+    counts = {o: sum(c["outcome"] == o for c in checks) for o in ("passed", "failed", "skipped")}
+    lines = [
+        f"## qbias-check: {model}",
+        "",
+        f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped "
+        f"(reference `{data['reference']}`, int8 `{data['quantized']}`)",
+        "",
+        summary_text(model, data, fmt="github"),
+        "",
+    ]
+    notable = [c for c in checks if c["outcome"] != "passed"]
+    if notable:
+        lines += [
+            tabulate(
+                [
+                    [
+                        c["id"],
+                        c["outcome"],
+                        _num(c["estimate"]),
+                        _num(c["limit"]),
+                        _interval(c["interval"]),
+                        c["reason"],
+                    ]
+                    for c in notable
+                ],
+                headers=["check", "outcome", "estimate", "limit", "interval", "reason"],
+                tablefmt="github",
+            ),
+            "",
+        ]
+    rows = [
+        [
+            r["class"],
+            r["support"],
+            _num(r["fnr_float"]),
+            _num(r["fnr_int8"]),
+            _num(r["fpr_float"]),
+            _num(r["fpr_int8"]),
+        ]
+        for r in data["per_class"]
+    ]
+    lines.append(
+        tabulate(
+            rows,
+            headers=["class", "n", "FNR float", "FNR int8", "FPR float", "FPR int8"],
+            tablefmt="github",
+        )
+    )
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_reports(directory: Path, model: str, data: Mapping[str, Any]) -> list[Path]:
+    """Write ``<model>.json`` and ``<model>.md`` into ``directory``; return their paths."""
+    json_path, md_path = directory / f"{model}.json", directory / f"{model}.md"
+    write_atomic(json_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_atomic(md_path, markdown(model, data))
+    return [json_path, md_path]
+
+
+def failed(records: Iterable[Mapping[str, Any]]) -> bool:
+    """True when any check record failed."""
+    return any(r["outcome"] == FAILED for r in records)
