@@ -71,8 +71,10 @@ def build_int8(
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
         if not per_channel:
-            # No public switch exists; this private flag is what the converter reads (TF 2.21).
+            # No public switch exists; these private flags are what the converter reads (TF 2.21):
+            # the first covers convolutions, the second fully connected layers.
             converter._experimental_disable_per_channel = True
+            converter._experimental_disable_per_channel_quantization_for_dense_layers = True
         return bytes(converter.convert())
 
 
