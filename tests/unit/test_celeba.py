@@ -14,17 +14,18 @@ from qbias_check.datasets import celeba as cb
 from qbias_check.datasets.formats import read_npz
 
 # The real header: 40 names, Gray_Hair 18th, Male 21st, Young last.
-NAMES = (
+_HEADER = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
     "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses "
     "Goatee Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache "
     "Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks "
     "Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick "
     "Wearing_Necklace Wearing_Necktie Young"
-).split()
+)
+NAMES = _HEADER.split()
 HAIR = ("Bald", "Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair")
 # Hair label per row: an index into HAIR, None (no hair label) or a pair (two labels).
-PATTERN: list[int | None | tuple[int, int]] = [0, 1, 2, 3, 4, None, 1, (1, 3)] * 10  # 80 rows
+PATTERN: list[int | tuple[int, int] | None] = [0, 1, 2, 3, 4, None, 1, (1, 3)] * 10  # 80 rows
 
 
 def row_values(i: int) -> dict[str, int]:
@@ -122,7 +123,7 @@ def test_random_split_is_60_20_20_seeded_and_stable_under_missing_images(tmp_pat
     assert [len(p) for p in parts.values()] == [36, 12, 12]
     colours = {s: sorted(p.inputs()[:, 4, 4, 0].tolist()) for s, p in parts.items()}
     everything = sorted(cb.load(root, size=8).inputs()[:, 4, 4, 0].tolist())
-    assert sorted(sum(colours.values(), [])) == everything
+    assert sorted(c for part in colours.values() for c in part) == everything
     again = cb.load(root, split="test", size=8, seed=1)
     assert again.content_hash == parts["test"].content_hash
     assert cb.load(root, split="test", size=8, seed=2).content_hash != again.content_hash
