@@ -26,14 +26,30 @@ _RUN = pytest.StashKey["_PluginState"]()
 
 @dataclass
 class _PluginState:
-    """What the plugin knows in one process: the config file, the resolved gate, the records."""
+    """What the plugin knows in one process: where the gate is, its run, the check records."""
 
     config_path: Path
-    explicit: bool  # a --qbias-* option asked for the gate, so it runs wherever pytest collects
-    run: Any  # qbias_check.gate.GateRun, imported lazily
+    explicit: bool  # a --qbias-* option or the config's path on the command line asked for it
+    overrides: Overrides
+    cwd: Path
+    cache_dir: Path | None
     report_dir: Path | None
     records: list[dict[str, Any]] = field(default_factory=list)
     collected: bool = False
+    _run: Any = None  # qbias_check.gate.GateRun, made on first use (heavy imports stay lazy)
+
+    @property
+    def run(self) -> Any:
+        """The gate run; resolving it reads thresholds.toml and may raise ConfigError."""
+        if self._run is None:
+            from qbias_check.cache import Cache
+            from qbias_check.gate import GateRun
+
+            config = self.config_path if self.config_path.is_file() else None
+            self._run = GateRun(
+                resolve(config, self.overrides, cwd=self.cwd), Cache(self.cache_dir)
+            )
+        return self._run
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -97,51 +113,52 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Resolve the gate once, at start-up: bad values are a UsageError before any test runs."""
+    """Find the gate. Asked for (a --qbias-* option, or ``pytest thresholds.toml``) it is
+    resolved now, so bad values are a UsageError before any test runs; a thresholds.toml that
+    pytest merely finds is read only when collected, so a repo's other tests never pay for (or
+    trip over) the gate."""
     config.addinivalue_line("markers", "qbias: a bias check generated from thresholds.toml")
     opt = config.option
-    given = opt.qbias_config or config.getini("qbias_config")
-    config_path = (config.rootpath / given).resolve()
-    explicit = bool(opt.qbias_model or opt.qbias_reference or opt.qbias_data)
+    config_path = (config.rootpath / (opt.qbias_config or config.getini("qbias_config"))).resolve()
+    named = any(
+        (config.invocation_params.dir / arg.split("::")[0]).resolve() == config_path
+        for arg in config.args
+    )
+    explicit = bool(opt.qbias_model or opt.qbias_reference or opt.qbias_data or named)
     if opt.qbias_config and not config_path.is_file():
         raise pytest.UsageError(f"--qbias-config {opt.qbias_config}: no such file")
     if not explicit and not config_path.is_file():
         return  # no gate here: stay silent and cost nothing
-    overrides = Overrides(
-        models=tuple(opt.qbias_model),
-        reference=opt.qbias_reference,
-        data=opt.qbias_data,
-        gate=opt.qbias_gate,
-        bootstrap=opt.qbias_bootstrap,
-    )
-    try:
-        spec = resolve(
-            config_path if config_path.is_file() else None,
-            overrides,
-            cwd=config.invocation_params.dir,
-        )
-    except ConfigError as exc:
-        raise pytest.UsageError(str(exc)) from exc
-
-    from qbias_check.cache import Cache
-    from qbias_check.gate import GateRun
-
     cache_dir = opt.qbias_cache_dir or (
         config.cache.mkdir("qbias") if getattr(config, "cache", None) else None
     )
-    config.stash[_RUN] = _PluginState(
+    state = _PluginState(
         config_path=config_path,
         explicit=explicit,
-        run=GateRun(spec, Cache(cache_dir)),
+        overrides=Overrides(
+            models=tuple(opt.qbias_model),
+            reference=opt.qbias_reference,
+            data=opt.qbias_data,
+            gate=opt.qbias_gate,
+            bootstrap=opt.qbias_bootstrap,
+        ),
+        cwd=config.invocation_params.dir,
+        cache_dir=Path(cache_dir) if cache_dir else None,
         report_dir=Path(opt.qbias_report).resolve() if opt.qbias_report else None,
     )
-    config.pluginmanager.register(_Recorder(config.stash[_RUN]), "qbias-recorder")
+    if explicit:
+        try:
+            state.run  # noqa: B018 (resolve now: errors belong to start-up)
+        except ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from exc
+    config.stash[_RUN] = state
+    config.pluginmanager.register(_Recorder(state), "qbias-recorder")
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
     """One header line naming the gate's configuration and models."""
     state = config.stash.get(_RUN, None)
-    if state is None:
+    if state is None or state._run is None:
         return None
     spec = state.run.spec
     models = ", ".join(m.name for m in spec.models)
@@ -183,7 +200,7 @@ class GateFile(pytest.File):
         state = self.config.stash[_RUN]
         try:
             checks = state.run.checks()
-        except (ConfigError, ValueError, OSError) as exc:
+        except (ConfigError, ValueError, OSError) as exc:  # shown as the message, no traceback
             raise self.CollectError(str(exc)) from exc
         for model in state.run.spec.models:
             yield ModelNode.from_parent(

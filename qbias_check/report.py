@@ -201,24 +201,7 @@ def markdown(model: str, data: Mapping[str, Any]) -> str:
     ]
     notable = [c for c in checks if c["outcome"] != "passed"]
     if notable:
-        lines += [
-            tabulate(
-                [
-                    [
-                        c["id"],
-                        c["outcome"],
-                        _num(c["estimate"]),
-                        _num(c["limit"]),
-                        _interval(c["interval"]),
-                        c["reason"],
-                    ]
-                    for c in notable
-                ],
-                headers=["check", "outcome", "estimate", "limit", "interval", "reason"],
-                tablefmt="github",
-            ),
-            "",
-        ]
+        lines += [checks_table(notable, fmt="github"), ""]
     rows = [
         [
             r["class"],
@@ -238,6 +221,23 @@ def markdown(model: str, data: Mapping[str, Any]) -> str:
         )
     )
     return "\n".join(lines) + "\n"
+
+
+def checks_table(records: Iterable[Mapping[str, Any]], *, fmt: str = "simple") -> str:
+    """One row per check: id, outcome, estimate, limit, interval and the reason of a skip."""
+    rows = [
+        [
+            r["id"],
+            r["outcome"],
+            _num(r["estimate"]),
+            _num(r["limit"]),
+            _interval(r["interval"]),
+            r["reason"],
+        ]
+        for r in records
+    ]
+    headers = ["check", "outcome", "estimate", "limit", "interval", "reason"]
+    return tabulate(rows, headers=headers, tablefmt=fmt)
 
 
 def write_atomic(path: Path, text: str) -> None:
