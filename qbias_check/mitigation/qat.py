@@ -39,9 +39,9 @@ _TRANSFORMED_LAYERS = ("BatchNormalization",)
 NO_CONFIG_ERROR = (
     "quantization-aware training cannot quantize these layers, no quantize config covers them: {}. "
     "Rebuild them from supported Keras layers (Conv2D, DepthwiseConv2D, Dense, ReLU, Add, "
-    "Multiply, Rescaling, ...), or annotate them yourself with "
-    "tfmot.quantization.keras.quantize_annotate_layer(layer, quantize_config=...) "
-    "and pass the model to quantize_aware(..., annotated=True)."
+    "Multiply, Rescaling, ...), or give each a tfmot QuantizeConfig yourself "
+    "(tfmot.quantization.keras.quantize_annotate_layer, then quantize_apply inside "
+    "quantize_scope); convert_qat converts the result either way."
 )
 
 
