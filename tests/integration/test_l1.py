@@ -27,7 +27,7 @@ def small_model(keras: Any) -> Any:
     """Conv, then two Dense layers: the L1 belongs on the second Dense only."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dense(6, activation="relu", name="hidden")(x)
     outputs = keras.layers.Dense(3, activation="softmax", name="head")(x)
@@ -90,7 +90,7 @@ def test_bad_input_gives_clear_errors(keras: Any, small_model: Any) -> None:
         with_l1_last_layer(small_model, l1=0)
     with pytest.raises(ValueError) as info:
         with_l1_last_layer(small_model, layer="nope")
-    assert str(info.value) == UNKNOWN_LAYER.format(small_model.name, "nope", "conv2d, hidden, head")
+    assert str(info.value) == UNKNOWN_LAYER.format(small_model.name, "nope", "conv, hidden, head")
     no_kernel = keras.Sequential([keras.Input((4,)), keras.layers.ReLU()], name="nk")
     with pytest.raises(ValueError) as info:
         with_l1_last_layer(no_kernel)
