@@ -123,3 +123,38 @@ def tfkeras_h5(tmp_path_factory: pytest.TempPathFactory) -> SavedKeras:
     with pytest.warns(UserWarning, match="legacy"):
         model.save(path)
     return SavedKeras(model=model, path=path)
+
+
+HAIR_SIZE = 24
+
+
+@pytest.fixture(scope="session")
+def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repo: float.keras (a small CNN trained on synthetic hair images), its int8 PTQ
+    build int8.tflite, eval.npz (400 synthetic images, another seed), and a cache folder."""
+    require("tensorflow")
+    keras = require("keras")
+    from qbias_check.artifacts import build_int8
+    from qbias_check.datasets import save_npz
+    from qbias_check.datasets.synthetic import make_hair
+
+    root = tmp_path_factory.mktemp("model_repo")
+    keras.utils.set_random_seed(0)
+    train = make_hair(600, seed=0, size=HAIR_SIZE)
+    model = keras.Sequential(
+        [
+            keras.Input((HAIR_SIZE, HAIR_SIZE, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+            keras.layers.Conv2D(16, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(5, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    x = np.asarray(train.x, dtype=np.float32)
+    model.fit(x, train.y, epochs=3, batch_size=64, verbose=0)
+    model.save(root / "float.keras")
+    (root / "int8.tflite").write_bytes(build_int8(model, x, samples=50))
+    save_npz(make_hair(400, seed=1, size=HAIR_SIZE), root / "eval.npz")
+    return root

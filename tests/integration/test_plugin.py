@@ -1,8 +1,5 @@
-"""The gate end to end with pytester: a tiny model repo, real TensorFlow and LiteRT.
-
-The repo is built once per module: a small Keras 3 CNN trained on synthetic hair images, its
-int8 PTQ build and an eval set. Each test writes a thresholds.toml and runs pytest on it.
-"""
+"""The gate end to end with pytester: a tiny model repo (conftest.model_repo), real TensorFlow
+and LiteRT. Each test writes a thresholds.toml and runs pytest on it."""
 
 from __future__ import annotations
 
@@ -10,49 +7,16 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from qbias_check import compare
-from qbias_check._optional import require
 from qbias_check.cache import Cache
-from qbias_check.datasets import save_npz
-from qbias_check.datasets.synthetic import make_hair
 from qbias_check.evaluate import predict_cached
 
 pytestmark = pytest.mark.slow
-SIZE = 24
 # Rare combinations (bald women, young gray-haired people) fall below min_support = 5 in the
 # 400-example eval set: their gap checks skip.
 THIN = 4
-
-
-@pytest.fixture(scope="module")
-def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """float.keras, int8.tflite and eval.npz in a folder, plus a warm prediction cache."""
-    require("tensorflow")
-    keras = require("keras")
-    from qbias_check.artifacts import build_int8
-
-    root = tmp_path_factory.mktemp("model_repo")
-    keras.utils.set_random_seed(0)
-    train = make_hair(600, seed=0, size=SIZE)
-    model = keras.Sequential(
-        [
-            keras.Input((SIZE, SIZE, 3)),
-            keras.layers.Rescaling(1 / 255),
-            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
-            keras.layers.Conv2D(16, 3, activation="relu"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(5, activation="softmax"),
-        ]
-    )
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-    model.fit(train.x.astype(np.float32), train.y, epochs=3, batch_size=64, verbose=0)
-    model.save(root / "float.keras")
-    (root / "int8.tflite").write_bytes(build_int8(model, train.x.astype(np.float32), samples=50))
-    save_npz(make_hair(400, seed=1, size=SIZE), root / "eval.npz")
-    return root
 
 
 @pytest.fixture
@@ -277,3 +241,17 @@ def test_missing_files_and_unknown_classes_are_named(
         ["*limits.class.baldd: the eval set has no class 'baldd'; it has bald, black*"]
     )
     assert result.ret != 0
+
+
+def test_a_broken_config_that_pytest_only_finds_is_a_collection_error(
+    repo: pytest.Pytester, model_repo: Path
+) -> None:
+    repo.makefile(".toml", thresholds="[limitz]\n")
+    repo.makepyfile("def test_other():\n    pass\n")
+    result = repo.runpytest(".", f"--qbias-cache-dir={model_repo / 'cache'}")
+    result.stdout.fnmatch_lines(["*thresholds.toml: limitz: unknown key; did you mean 'limits'?*"])
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    # the same repo's other tests run when the gate is not collected
+    repo.runpytest(
+        "test_a_broken_config_that_pytest_only_finds_is_a_collection_error.py"
+    ).assert_outcomes(passed=1)
