@@ -7,6 +7,8 @@ tfmot can neither clone nor quantize, and its ``Rescaling`` and ``Multiply`` lay
 quantize config. :func:`quantize_aware` rebuilds those op lambdas as ``Rescaling`` layers
 (``x + c`` is a rescaling with scale 1 and offset c, ``x * c`` one with scale c and offset 0) and
 gives ``Rescaling`` and ``Multiply`` a config that quantizes their output (as tfmot does ``Add``).
+A ``Rescaling`` that both scales and shifts (the input layer's ``x / 127.5 - 1``) is split in two,
+so that no tensor lacks a range and the converter can keep every op in int8.
 """
 
 from __future__ import annotations
