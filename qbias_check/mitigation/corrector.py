@@ -79,18 +79,24 @@ class Corrector:
 
     @property
     def size_bytes(self) -> int:
-        """Bytes of the model alone in UBJ (without the metadata), the thesis's "10 kB"."""
-        return len(self._bare_ubj())
+        """Bytes of the model alone (no metadata) in the smaller of XGBoost's JSON and UBJ forms.
+
+        The thesis's "10 kB". Neither form always wins: UBJ tags every value with its type.
+        """
+        bare = self._bare()
+        return min(len(bare.save_raw(raw_format=f)) for f in ("json", "ubj"))
 
     @property
     def identity(self) -> str:
         """SHA-256 of the model (UBJ, without metadata) and of its metadata."""
-        return digest_bytes(self._bare_ubj() + json.dumps(self.info, sort_keys=True).encode())
+        model = bytes(self._bare().save_raw(raw_format="ubj"))
+        return digest_bytes(model + json.dumps(self.info, sort_keys=True).encode())
 
-    def _bare_ubj(self) -> bytes:
+    def _bare(self) -> Any:
+        """A copy of the booster without the metadata attribute."""
         bare = self.booster.copy()
         bare.set_attr(**{META_KEY: None})
-        return bytes(bare.save_raw(raw_format="ubj"))
+        return bare
 
     def predict_scores(self, int8_scores: np.ndarray) -> np.ndarray:
         """Corrected class probabilities, float32 (N, C), from the int8 model's scores (N, C)."""
