@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The bundled example fails some of its checks (int8 costs the rare gray class recall), so
+# rare gray class recall. The leading '-' lets make print the report and go on.
 demo: $(STAMP)
-	$(BIN)/qbias-check demo
+	-$(BIN)/python -m pytest thresholds.toml --qbias-report=qbias-report -p no:randomly
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
