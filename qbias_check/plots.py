@@ -162,18 +162,10 @@ def per_class_rates(data: Mapping[str, Any], rate: Literal["fnr", "fpr"] = "fnr"
     if rate not in ("fnr", "fpr"):
         raise ValueError(ERR_RATE.format(rate=rate))
     records = data["per_class"]
-    before, after = _column(records, f"{rate}_float"), _column(records, f"{rate}_int8")
-    errors: list[NDArray[np.float64] | None] = []
-    for part, values in (("float", before), ("int8", after)):
-        keys = (f"{rate}_{part}_low", f"{rate}_{part}_high")
-        errors.append(
-            _yerr(values, _column(records, keys[0]), _column(records, keys[1]))
-            if _has(records, *keys)
-            else None
-        )
+    before, after, errors = _levels(records, rate)
     fig = _figure(max(6.0, 1.1 * len(records) + 2.5), 4.2)
     ax = fig.add_subplot()
-    _paired_bars(ax, before, after, (errors[0], errors[1]))
+    _paired_bars(ax, before, after, errors)
     _class_ticks(ax, records)
     label = RATE_LABELS[rate]
     ax.set_ylabel(label)
@@ -240,7 +232,8 @@ def attribute_gaps(data: Mapping[str, Any], attribute: str) -> bytes:
     Two-group attributes show the signed difference (second group minus first, thesis figures
     4.12-4.17); others show the gap (max minus min over groups). The lower row shows the gap
     increase with its interval, and for two groups the change in the signed difference
-    (with an interval when the records carry ``difference_change_low/high``).
+    (with an interval when the records carry ``difference_change_low/high``). Optional
+    ``{difference|gap}_{float|int8}_low/high`` columns add error bars to the upper row.
     """
     groups = data.get("groups", {})
     rows = [g for g in data["gaps"] if g["attribute"] == attribute]
@@ -259,7 +252,7 @@ def attribute_gaps(data: Mapping[str, Any], attribute: str) -> bytes:
         labels = ["all classes" if g["class"] == "*" else g["class"] for g in part]
         x = np.arange(len(part))
         top, bottom = axes[0, col], axes[1, col]
-        _paired_bars(top, _column(part, f"{stem}_float"), _column(part, f"{stem}_int8"))
+        _paired_bars(top, *_levels(part, stem))
         short = metric == "accuracy"  # the narrow panel: short titles that fit
         top.set_title(f"{RATE_LABELS[metric]}" if short else f"{RATE_LABELS[metric]}: {stem}")
         _change_panel(bottom, part, signed)
@@ -273,6 +266,23 @@ def attribute_gaps(data: Mapping[str, Any], attribute: str) -> bytes:
     axes[1, 0].legend(loc="best", frameon=False, fontsize=8)
     fig.suptitle(_title(data, f"{attribute} ({', '.join(names)}): {stem} per class"))
     return _png(fig)
+
+
+def _levels(
+    part: Sequence[Record], stem: str
+) -> tuple[
+    NDArray[np.float64],
+    NDArray[np.float64],
+    tuple[NDArray[np.float64] | None, NDArray[np.float64] | None],
+]:
+    """Float and int8 values of ``stem``, with error bars where ``{stem}_{part}_low/high`` exist."""
+    values = [_column(part, f"{stem}_{p}") for p in ("float", "int8")]
+    errors: list[NDArray[np.float64] | None] = []
+    for p, v in zip(("float", "int8"), values, strict=True):
+        keys = (f"{stem}_{p}_low", f"{stem}_{p}_high")
+        has = _has(part, *keys)
+        errors.append(_yerr(v, _column(part, keys[0]), _column(part, keys[1])) if has else None)
+    return values[0], values[1], (errors[0], errors[1])
 
 
 def _change_panel(ax: Any, part: Sequence[Record], signed: bool) -> None:
