@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The bundled example fails some of its checks (int8 costs the rare gray class recall), so
-# rare gray class recall. The leading '-' lets make print the report and go on.
+# pytest exits 1; the leading "-" lets make show the report and not call that an error.
 demo: $(STAMP)
 	-$(BIN)/python -m pytest thresholds.toml --qbias-report=qbias-report -p no:randomly
 
