@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
+from qbias_check.atomic import write_bytes
+
 DEFAULT_DIR = ".qbias_cache"
 ENV_DIR = "QBIAS_CACHE_DIR"
 _CHUNK = 1 << 20
@@ -192,7 +194,7 @@ class Cache:
                     "size": len(data),
                     "key": _canonical_parts(key_parts),
                 }
-                _write_atomic(_record_path(path), json.dumps(record, sort_keys=True).encode())
+                write_bytes(_record_path(path), json.dumps(record, sort_keys=True).encode())
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
@@ -238,17 +240,3 @@ def _record_path(path: Path) -> Path:
 def _fsync(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

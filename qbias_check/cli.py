@@ -19,9 +19,10 @@ def _report(args: argparse.Namespace) -> int:
     """Compare one int8 model with its float reference; exit 1 when a limit fails."""
     import json
 
+    from qbias_check.atomic import write_text
     from qbias_check.cache import Cache
     from qbias_check.gate import GateRun
-    from qbias_check.report import check_record, checks_table, failed, markdown, write_atomic
+    from qbias_check.report import check_record, checks_table, failed, markdown
 
     overrides = Overrides(
         models=(args.quantized,) if args.quantized else (),
@@ -43,9 +44,9 @@ def _report(args: argparse.Namespace) -> int:
         print(checks_table(records), end="\n\n")
         data = run.report(model.name, records)
         if args.json:
-            write_atomic(Path(args.json), json.dumps(data, indent=2, sort_keys=True) + "\n")
+            write_text(Path(args.json), json.dumps(data, indent=2, sort_keys=True) + "\n")
         if args.markdown:
-            write_atomic(Path(args.markdown), markdown(model.name, data))
+            write_text(Path(args.markdown), markdown(model.name, data))
         if failed(records):
             status = EXIT_FAILED
     return status

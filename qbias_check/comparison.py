@@ -433,10 +433,9 @@ def _per_class_table(
         row: dict[str, Any] = {"class": name, "support": int(cells.sum())}
         for rate in RATES:
             for part in ("float", "int8", "increase"):
-                row[f"{rate}_{part}"] = estimates[f"class[{name}].{rate}_{part}"]
-            row[f"{rate}_increase_low"], row[f"{rate}_increase_high"] = intervals[
-                f"class[{name}].{rate}_increase"
-            ]
+                key = f"class[{name}].{rate}_{part}"
+                row[f"{rate}_{part}"] = estimates[key]
+                row[f"{rate}_{part}_low"], row[f"{rate}_{part}_high"] = intervals[key]
         flips = int(cells.sum() - np.trace(cells))
         row.update(
             flips=flips, broken=broken, fixed=fixed, mcnemar_p=stats.mcnemar_exact(broken, fixed)
@@ -493,8 +492,10 @@ def _gap_table(
                 "high": intervals[key][1],
             }
             for part in ("float", "int8", "change"):
-                row[f"difference_{part}"] = estimates.get(
-                    f"{prefix}.{rate}_difference_{part}", np.nan
+                name = f"{prefix}.{rate}_difference_{part}"
+                row[f"difference_{part}"] = estimates.get(name, np.nan)
+                row[f"difference_{part}_low"], row[f"difference_{part}_high"] = intervals.get(
+                    name, (np.nan, np.nan)
                 )
             rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else ["attribute", "class", "metric"])

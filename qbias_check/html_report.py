@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qbias_check._optional import MissingExtraError
-from qbias_check.report import write_atomic
+from qbias_check.atomic import write_text
 
 OUTCOME_ORDER = {"failed": 0, "skipped": 1, "passed": 2}
 FIGURE_CAPTIONS = {
@@ -316,5 +316,5 @@ def write_html(directory: Path, model: str, data: Mapping[str, Any]) -> Path:
     except MissingExtraError:
         figures = {}
     path = Path(directory) / f"{model}.html"
-    write_atomic(path, html(model, data, figures=figures))
+    write_text(path, html(model, data, figures=figures))
     return path

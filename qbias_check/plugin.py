@@ -91,7 +91,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--qbias-report",
         metavar="DIR",
-        help="write <model>.json and <model>.md reports into DIR (default: no files)",
+        help="write <model>.json, .md and .html (with figures) into DIR (default: no files)",
     )
     group.addoption(
         "--qbias-cache-dir",
@@ -298,7 +298,7 @@ class CheckItem(pytest.Item):
                 self.check, verdict, evaluation.comparison, state.run.spec.statistics.gate
             )
             if state.report_dir is not None:
-                text += f"\nreport: {state.report_dir / (self.check.model + '.md')}"
+                text += f"\nreport: {state.report_dir / (self.check.model + '.html')}"
             raise _GateError(text)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
+from qbias_check.atomic import write_text
 from qbias_check.checks import FAILED, Check, Verdict
 from qbias_check.comparison import Comparison
 
@@ -240,25 +239,15 @@ def checks_table(records: Iterable[Mapping[str, Any]], *, fmt: str = "simple") -
     return tabulate(rows, headers=headers, tablefmt=fmt)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_reports(directory: Path, model: str, data: Mapping[str, Any]) -> list[Path]:
-    """Write ``<model>.json`` and ``<model>.md`` into ``directory``; return their paths."""
+    """Write ``<model>.json``, ``<model>.md`` and ``<model>.html`` (with figures) into
+    ``directory``; return their paths."""
+    from qbias_check.html_report import write_html
+
     json_path, md_path = directory / f"{model}.json", directory / f"{model}.md"
-    write_atomic(json_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-    write_atomic(md_path, markdown(model, data))
-    return [json_path, md_path]
+    write_text(json_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_text(md_path, markdown(model, data))
+    return [json_path, md_path, write_html(directory, model, data)]
 
 
 def failed(records: Iterable[Mapping[str, Any]]) -> bool:

@@ -8,16 +8,13 @@ and groups as names), ``classes.txt`` (one class name per line, in index order) 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
+from qbias_check.atomic import atomic_open
 from qbias_check.datasets.evalset import (
     EvalSet,
     EvalSetError,
@@ -95,7 +92,7 @@ def save_npz(evalset: EvalSet, path: str | Path, *, compress: bool = True) -> Pa
     for name, values in evalset.attributes.items():
         arrays[ATTR_PREFIX + name] = np.asarray(values, dtype=str)
     target = Path(path)
-    with _atomic(target) as handle:
+    with atomic_open(target) as handle:
         if compress:
             np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
         else:
@@ -188,9 +185,9 @@ def save_folder(evalset: EvalSet, path: str | Path, *, batch_size: int = 256) ->
     table = pd.DataFrame({"file": files, "label": [evalset.classes[i] for i in evalset.y]})
     for name, values in evalset.attributes.items():
         table[name] = values
-    with _atomic(folder / INDEX_FILE) as handle:
+    with atomic_open(folder / INDEX_FILE) as handle:
         handle.write(table.to_csv(index=False, lineterminator="\n").encode())
-    with _atomic(folder / CLASSES_FILE) as handle:
+    with atomic_open(folder / CLASSES_FILE) as handle:
         handle.write("".join(f"{c}\n" for c in evalset.classes).encode())
     return folder
 
@@ -231,17 +228,3 @@ def _npz_array(archive: np.lib.npyio.NpzFile, key: str, file: str) -> np.ndarray
         return np.asarray(archive[key])
     except ValueError as exc:
         raise EvalSetError(NPZ_OBJECT_ARRAY.format(file=file, key=key)) from exc
-
-
-@contextmanager
-def _atomic(target: Path) -> Iterator[IO[bytes]]:
-    # Write next to the target and rename, so a reader never sees half a file.
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

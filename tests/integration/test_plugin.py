@@ -131,6 +131,7 @@ def test_report_files_hold_the_numbers_of_compare(repo: pytest.Pytester, model_r
     run(repo, model_repo, f"--qbias-report={out}").assert_outcomes(passed=16, skipped=THIN)
     data = json.loads((out / "tiny.json").read_text())
     assert (out / "tiny.md").read_text().startswith("## qbias-check: tiny")
+    assert "data:image/png;base64," in (out / "tiny.html").read_text()
     outcomes = [c["outcome"] for c in data["checks"]]
     assert outcomes.count("passed") == 15 and outcomes.count("skipped") == THIN
 
