@@ -77,6 +77,73 @@ def _data_synthetic(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _build(args: argparse.Namespace) -> int:
+    """Write one int8 artifact of a float model (PTQ, QAT or selective quantization)."""
+    from qbias_check.atomic import write_bytes
+    from qbias_check.datasets import load_eval_set
+    from qbias_check.mitigation.candidates import build
+
+    data = load_eval_set(args.data)
+    flatbuffer = build(
+        args.reference,
+        data,
+        args.method,
+        samples=args.samples,
+        seed=args.seed,
+        epochs=args.epochs,
+        keep_float=args.keep_float,
+    )
+    write_bytes(Path(args.out), flatbuffer)
+    print(f"wrote {args.out} ({len(flatbuffer)} bytes, {args.method} of {args.reference})")
+    return EXIT_OK
+
+
+def _mitigate(args: argparse.Namespace) -> int:
+    """Build several candidates and print them side by side (thesis table 4.4)."""
+    import json
+
+    from tabulate import tabulate
+
+    from qbias_check.atomic import write_text
+    from qbias_check.datasets import load_eval_set
+    from qbias_check.mitigation.candidates import mitigate, table
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    data = load_eval_set(args.data)
+    out = Path(args.out)
+    candidates = mitigate(
+        args.reference,
+        data,
+        methods,
+        out,
+        seed=args.seed,
+        epochs=args.epochs,
+        keep_float=args.keep_float,
+        per_class=args.per_class,
+        bootstrap=args.bootstrap,
+    )
+    pct = round(candidates[0].comparison.confidence * 100) if candidates else 95
+    print(
+        f"{args.reference} on {data.source}: candidates built on one half, compared on the "
+        f"other ({len(data) - len(data) // 2} examples); estimate [{pct} % interval]"
+    )
+    print(tabulate(table(candidates), headers=["", *[c.method for c in candidates]]))
+    for c in candidates:
+        extra = f" + corrector {c.corrector}" if c.corrector else ""
+        print(f"{c.method}: {c.model}{extra}")
+    results = {
+        c.method: {
+            "model": str(c.model),
+            "corrector": str(c.corrector) if c.corrector else None,
+            "size_bytes": c.size_bytes,
+            **c.comparison.to_dict(),
+        }
+        for c in candidates
+    }
+    write_text(out / "mitigate.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``qbias-check`` command."""
     parser = argparse.ArgumentParser(
@@ -109,6 +176,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(handler=_report)
 
+    from qbias_check.mitigation.candidates import BUILD_METHODS, METHODS
+
+    build = commands.add_parser(
+        "build",
+        help="write an int8 .tflite of a float model: ptq, qat or selective",
+        description="ptq: full-integer post-training quantization calibrated on --samples "
+        "examples of --data; qat: quantization-aware fine-tuning on --data for --epochs (tf_keras "
+        "models); selective: PTQ that keeps the --keep-float layers the quantization debugger "
+        "ranks worst in float.",
+    )
+    build.add_argument("--reference", required=True, metavar="PATH", help="the float model")
+    build.add_argument("--method", choices=BUILD_METHODS, default="ptq", help="(default: ptq)")
+    build.add_argument(
+        "--data", required=True, metavar="PATH", help="calibration / fine-tuning set"
+    )
+    build.add_argument("--out", required=True, metavar="FILE.tflite", help="where to write it")
+    _build_options(build)
+    build.set_defaults(handler=_build)
+
+    mitigate = commands.add_parser(
+        "mitigate",
+        help="build several int8 candidates and compare them side by side",
+        description="Splits --data in two halves: candidates are built on the first (calibration, "
+        "QAT fine-tuning, corrector training) and compared with the float model on the second. "
+        "Prints the layout of thesis table 4.4 and writes the models and mitigate.json to --out.",
+    )
+    mitigate.add_argument("--reference", required=True, metavar="PATH", help="the float model")
+    mitigate.add_argument("--data", required=True, metavar="PATH", help="a labelled eval set")
+    mitigate.add_argument(
+        "--methods",
+        default="ptq,corrector",
+        metavar="LIST",
+        help=f"comma-separated, from {', '.join(METHODS)} (default: ptq,corrector)",
+    )
+    mitigate.add_argument("--out", default="qbias-mitigate", help="(default: qbias-mitigate)")
+    mitigate.add_argument(
+        "--per-class",
+        type=int,
+        default=1000,
+        help="corrector: balanced training examples per class (default: 1000, as the thesis)",
+    )
+    mitigate.add_argument("--bootstrap", type=int, default=1000, help="(default: 1000)")
+    _build_options(mitigate)
+    mitigate.set_defaults(handler=_mitigate)
+
     data = commands.add_parser("data", help="write eval sets in the .npz eval-set format")
     sources = data.add_subparsers(dest="source", metavar="SOURCE", required=True)
     celeba = sources.add_parser("celeba", help="read a CelebA tree (list_attr_celeba.txt, images)")
@@ -133,6 +245,23 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--out", required=True, help="the .npz file to write")
     synthetic.set_defaults(handler=_data_synthetic)
     return parser
+
+
+def _build_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--samples", type=int, default=100, help="PTQ calibration examples (default: 100)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=15, help="QAT fine-tuning epochs (default: 15)"
+    )
+    parser.add_argument(
+        "--keep-float",
+        type=int,
+        default=2,
+        metavar="K",
+        help="selective: layers kept in float (default: 2)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="(default: 0)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,7 +34,7 @@ class Evaluation:
 
 def _tool_versions() -> dict[str, str]:
     versions = {}
-    for dist in ("tensorflow", "ai-edge-litert"):
+    for dist in ("tensorflow", "ai-edge-litert", "xgboost"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -43,12 +43,19 @@ def _tool_versions() -> dict[str, str]:
 
 
 def predict_cached(
-    model_path: str | Path, evalset: EvalSet, cache: Cache, *, batch_size: int = BATCH_SIZE
+    model_path: str | Path,
+    evalset: EvalSet,
+    cache: Cache,
+    *,
+    corrector: str | Path | None = None,
+    batch_size: int = BATCH_SIZE,
 ) -> np.ndarray:
-    """Scores (N, C) of the model at ``model_path`` on ``evalset``, from the cache when possible."""
+    """Scores (N, C) of the model at ``model_path`` (followed by ``corrector``, if any) on
+    ``evalset``, from the cache when possible."""
     key = {
         "what": "predictions",
         "model": digest_path(model_path),
+        "corrector": digest_path(corrector) if corrector is not None else None,
         "data": evalset.content_hash,
         "batch_size": batch_size,  # TensorFlow's float results vary with it in the last bits
         "tools": _tool_versions(),
@@ -58,6 +65,11 @@ def predict_cached(
         from qbias_check.runners import load_runner
 
         runner = load_runner(model_path)
+        if corrector is not None:
+            # Imported only for a model that names a corrector: the gate needs no XGBoost else.
+            from qbias_check.mitigation.corrector import CorrectedRunner, Corrector
+
+            runner = CorrectedRunner(runner, Corrector.load(corrector))
         return runner.predict(evalset.batches(batch_size), batch_size=batch_size)
 
     return cache.get_or_compute_array(key, compute)
@@ -107,7 +119,7 @@ def evaluate_model(
     comparison = compare(
         evalset.y,
         predict_cached(model.reference, evalset, cache),
-        predict_cached(quantized, evalset, cache),
+        predict_cached(quantized, evalset, cache, corrector=model.corrector),
         classes=evalset.classes,
         attributes=evalset.attributes,
         intersections=stats.intersections,

@@ -72,6 +72,7 @@ class ModelSpec:
     reference: str
     quantized: str | None = None
     calibration: Calibration = field(default_factory=Calibration)
+    corrector: str | None = None  # an XGBoost corrector (JSON/UBJ) applied to the int8 outputs
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ def parse(text: str, *, source: str, base: Path) -> GateSpec:
     for i, raw in enumerate(raw_models):
         key = f"model[{i}]"
         entry = r.table(raw, key)
-        r.only(entry, key, ["name", "reference", "quantized", "calibration"])
+        r.only(entry, key, ["name", "reference", "quantized", "calibration", "corrector"])
         for required in ("name", "reference"):
             if required not in entry:
                 raise r.fail(
@@ -211,6 +212,9 @@ def parse(text: str, *, source: str, base: Path) -> GateSpec:
                 reference=_path(base, r.string(entry["reference"], f"{key}.reference")),
                 quantized=_path(base, r.string(entry["quantized"], f"{key}.quantized"))
                 if "quantized" in entry
+                else None,
+                corrector=_path(base, r.string(entry["corrector"], f"{key}.corrector"))
+                if "corrector" in entry
                 else None,
                 calibration=Calibration(
                     samples=r.number(
@@ -369,6 +373,8 @@ def _check_files(spec: GateSpec) -> None:
         wanted.append((f"model {model.name!r} reference", model.reference))
         if model.quantized is not None:
             wanted.append((f"model {model.name!r} quantized", model.quantized))
+        if model.corrector is not None:
+            wanted.append((f"model {model.name!r} corrector", model.corrector))
     for what, path in wanted:
         if not _is_address(path) and not Path(path).exists():
             raise ConfigError(f"{spec.source}: {what}: no such file or folder: {path}")
