@@ -33,6 +33,7 @@ class Trial:
     training: dict[str, Any]
     seconds: float
     splits: Splits
+    qat: tuple[bytes, dict[str, Any]] | None = None
     _scores: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
     def scores(self, part: str, which: str) -> np.ndarray:
@@ -135,3 +136,40 @@ def numbers(result: Comparison) -> dict[str, float]:
             for part in ("float", "int8", "increase", "relative_change"):
                 out[f"{prefix}[{row['class']}].{rate}_{part}"] = float(row[f"{rate}_{part}"])
     return out
+
+
+# The float-model settings of thesis table 3.1, named once so that experiments share them.
+RECIPES: dict[str, training.Recipe] = {
+    r.name: r
+    for r in (
+        training.Recipe("ResNet-18", "ResNet-18", l1=0.001),
+        training.Recipe("V2", "MobileNetV2", l1=0.01),
+        training.Recipe("V3Small", "MobileNetV3Small"),
+        training.Recipe("V3Small L1", "MobileNetV3Small", l1=0.01),
+        training.Recipe("V3Small class weighting", "MobileNetV3Small", class_weighting=True),
+        training.Recipe(
+            "V3Small minimalistic", "MobileNetV3Small-minimalistic", augment=True
+        ),
+    )
+}
+
+def qat_int8(base: Trial, budget: Budget) -> tuple[bytes, dict[str, Any]]:
+    """QAT of a copy of ``base``'s float model (thesis 3.4.5: same recipe, best on validation).
+
+    Returns the full-integer flatbuffer and the fine-tuning history; memoized per trial.
+    """
+    from qbias_check.mitigation.qat import convert_qat, quantize_aware
+
+    if base.qat is None:
+        qat_model = quantize_aware(training.copy_model(base.model))
+        history = training.train(
+            qat_model,
+            (np.asarray(base.splits.train.x), base.splits.train.y),
+            (np.asarray(base.splits.val.x), base.splits.val.y),
+            epochs=budget.qat_epochs,
+            batch_size=budget.batch_size,
+            seed=base.seed,
+            augment=base.recipe.augment,
+        )
+        base.qat = (convert_qat(qat_model), history)
+    return base.qat

@@ -1,0 +1,268 @@
+"""The five-class hair-colour experiments (thesis 4.2-4.4): architectures, hyperparameters,
+post-processing, QAT and protected attributes.
+
+Each evaluates "candidates" (a float model and an int8 version of it) per seed on the test
+split, aggregates every number across seeds, and writes the thesis's table layout.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qbias_check.experiments import results, tables, trials
+from qbias_check.experiments.aggregate import Estimate, aggregate
+from qbias_check.experiments.data import Splits, load_splits
+from qbias_check.experiments.training import describe_network
+
+# Predictions of one candidate on the test split: (float scores, int8-side scores).
+Candidate = Callable[[int], tuple[np.ndarray, np.ndarray]]
+
+POST_METHODS = ("PTQ", "Post-processing", "Balanced post-processing")
+ATTRIBUTE_LABELS = {"male": "male - female", "young": "young - old"}
+
+
+def _splits(ctx: results.Context) -> Splits:
+    return load_splits(ctx.data, "hair", ctx.budget)
+
+
+def _ptq(ctx: results.Context, splits: Splits, recipe: str) -> Candidate:
+    def run(seed: int) -> tuple[np.ndarray, np.ndarray]:
+        t = trials.trial(trials.RECIPES[recipe], splits, ctx.budget, seed)
+        return t.scores("test", "float"), t.scores("test", "int8")
+
+    return run
+
+
+def _qat(ctx: results.Context, splits: Splits, recipe: str) -> Candidate:
+    def run(seed: int) -> tuple[np.ndarray, np.ndarray]:
+        from qbias_check.experiments.training import predict_int8
+
+        t = trials.trial(trials.RECIPES[recipe], splits, ctx.budget, seed)
+        flatbuffer, _ = trials.qat_int8(t, ctx.budget)
+        return t.scores("test", "float"), predict_int8(flatbuffer, np.asarray(splits.test.x))
+
+    return run
+
+
+def _evaluate(
+    ctx: results.Context, splits: Splits, candidates: Mapping[str, Candidate]
+) -> dict[str, dict[str, Estimate]]:
+    """Every candidate on every seed -> across-seed estimates of every number."""
+    out = {}
+    for label, candidate in candidates.items():
+        per_seed = [
+            trials.numbers(trials.comparison(splits, *candidate(seed))) for seed in ctx.seeds
+        ]
+        out[label] = aggregate(per_seed, confidence=results.CONFIDENCE)
+    return out
+
+
+def _networks(ctx: results.Context, recipes: Sequence[str]) -> dict[str, str]:
+    b = ctx.budget
+    return {
+        name: describe_network(
+            trials.RECIPES[name].architecture,
+            alpha_v2=b.alpha_v2,
+            alpha_v3=b.alpha_v3,
+            width=b.resnet_width,
+        )
+        for name in recipes
+    }
+
+
+def _settings(ctx: results.Context, splits: Splits, recipes: Sequence[str]) -> dict[str, Any]:
+    """Recipe and per-seed training record of every float model used."""
+    out = {}
+    for name in recipes:
+        records = []
+        for seed in ctx.seeds:
+            t = trials.trial(trials.RECIPES[name], splits, ctx.budget, seed)
+            record = {"seed": seed, "seconds": round(t.seconds, 1), **t.training}
+            if t.qat is not None:
+                record["qat"] = t.qat[1]
+            records.append(record)
+        out[name] = {"recipe": trials.RECIPES[name].to_dict(), "training": records}
+    return out
+
+
+def _summary_values(
+    agg: Mapping[str, Mapping[str, Estimate]], labels: Mapping[str, str]
+) -> dict[tuple[str, str], Estimate]:
+    """``(summary key, table row name) -> estimate`` for :func:`tables.metric_table`."""
+    return {
+        (key, row): agg[label][key]
+        for label, row in labels.items()
+        for key, *_ in tables.METRIC_ROWS
+        if key in agg[label]
+    }
+
+
+def _finish(
+    ctx: results.Context,
+    splits: Splits,
+    recipes: Sequence[str],
+    tables_md: Mapping[str, str],
+    agg: Mapping[str, Mapping[str, Estimate]],
+    kinds: Sequence[str],
+    notes: Sequence[str] = (),
+) -> Path:
+    groups = {a: sorted(set(splits.test.attributes[a].tolist())) for a in results.FIGURE_ATTRIBUTES}
+    reports = {
+        label: results.report_dict(label, numbers, splits.classes, groups)
+        for label, numbers in agg.items()
+    }
+    pngs, figure_notes = results.figures(reports, kinds)
+    return results.write(
+        ctx,
+        splits=splits.describe(),
+        networks=_networks(ctx, recipes),
+        settings=_settings(ctx, splits, recipes),
+        tables=tables_md,
+        results=agg,
+        figures_png=pngs,
+        notes=[*notes, *figure_notes],
+    )
+
+
+def architectures(ctx: results.Context) -> Path:
+    """Table 4.2 and figures 4.1-4.2: MobileNetV2, V3Small, V3Small minimalistic under PTQ."""
+    splits = _splits(ctx)
+    labels = {"V2": "V2", "V3Small": "V3Small", "V3Small minimalistic": "V3Small Minimalistic"}
+    agg = _evaluate(ctx, splits, {row: _ptq(ctx, splits, name) for name, row in labels.items()})
+    table = tables.metric_table(_summary_values(agg, {r: r for r in agg}), list(agg))
+    return _finish(
+        ctx, splits, list(labels), {"Table 4.2": table}, agg, ("rates", "changes")
+    )
+
+
+def hyperparameters(ctx: results.Context) -> Path:
+    """Table 4.3 and figures 4.3-4.4: V3Small baseline, L1 and class weighting under PTQ."""
+    splits = _splits(ctx)
+    labels = {
+        "V3Small": "Baseline",
+        "V3Small L1": "L1",
+        "V3Small class weighting": "Class weighting",
+    }
+    agg = _evaluate(ctx, splits, {row: _ptq(ctx, splits, name) for name, row in labels.items()})
+    table = tables.metric_table(_summary_values(agg, {r: r for r in agg}), list(agg))
+    return _finish(
+        ctx, splits, list(labels), {"Table 4.3": table}, agg, ("rates", "changes")
+    )
+
+
+def qat(ctx: results.Context) -> Path:
+    """Table 4.5 and figures 4.10-4.11: PTQ vs QAT of the same V3Small minimalistic model."""
+    splits = _splits(ctx)
+    name = "V3Small minimalistic"
+    agg = _evaluate(
+        ctx, splits, {"PTQ": _ptq(ctx, splits, name), "QAT": _qat(ctx, splits, name)}
+    )
+    values = _summary_values(agg, {"PTQ": "PTQ", "QAT": "QAT"})
+    # One float model serves both: its accuracy is one row, "Baseline", as in the thesis.
+    values[("accuracy_float", "Baseline")] = agg["PTQ"]["accuracy_float"]
+    table = tables.metric_table(values, ["PTQ", "QAT"], float_models=["Baseline"])
+    return _finish(ctx, splits, [name], {"Table 4.5": table}, agg, ("rates", "changes"))
+
+
+def postprocess(ctx: results.Context) -> Path:
+    """Table 4.4: PTQ, PTQ + corrector, PTQ + class-balanced corrector, for four setups.
+
+    The correctors (XGBoost on the int8 scores, predicting the float model's label; thesis
+    3.4.7) train on the training split, which is disjoint from the test split they are
+    evaluated on: 5,000 examples of the natural distribution, or 1,000 per true class
+    (scaled by the budget).
+    """
+    splits = _splits(ctx)
+    labels = {
+        "V2": "V2",
+        "V3Small": "V3 baseline",
+        "V3Small L1": "V3 L1",
+        "V3Small class weighting": "V3 class weighting",
+    }
+    notes: list[str] = []
+    candidates: dict[str, Candidate] = {}
+    for name, row in labels.items():
+        candidates[f"{row} / PTQ"] = _ptq(ctx, splits, name)
+        for balanced, method in ((False, POST_METHODS[1]), (True, POST_METHODS[2])):
+            candidates[f"{row} / {method}"] = _corrected(ctx, splits, name, balanced, notes)
+    agg = _evaluate(ctx, splits, candidates)
+    values = {
+        (key, row, method): agg[f"{row} / {method}"][key]
+        for row in labels.values()
+        for method in POST_METHODS
+        for key, *_ in tables.CHANGE_ROWS
+    }
+    float_accuracy = {row: agg[f"{row} / PTQ"]["accuracy_float"] for row in labels.values()}
+    table = tables.postprocess_tables(float_accuracy, values, list(labels.values()), POST_METHODS)
+    return _finish(ctx, splits, list(labels), {"Table 4.4": table}, agg, ("changes",), notes)
+
+
+def _corrected(
+    ctx: results.Context, splits: Splits, recipe: str, balanced: bool, notes: list[str]
+) -> Candidate:
+    def run(seed: int) -> tuple[np.ndarray, np.ndarray]:
+        from qbias_check.mitigation.corrector import train_corrector
+
+        b = ctx.budget
+        t = trials.trial(trials.RECIPES[recipe], splits, b, seed)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            corrector = train_corrector(
+                t.scores("train", "int8"),
+                t.scores("train", "float").argmax(axis=1),
+                balanced=balanced,
+                per_class=b.corrector_per_class,
+                samples=b.corrector_samples,
+                seed=seed,
+                y_true=splits.train.y,
+                trained_on=f"{splits.train.source} (training split, disjoint from test)",
+                num_boost_round=b.corrector_rounds,
+            )
+        kind = "balanced corrector" if balanced else "corrector"
+        notes.extend(f"{recipe}, seed {seed}, {kind}: {w.message}" for w in caught)
+        return t.scores("test", "float"), corrector.predict_scores(t.scores("test", "int8"))
+
+    return run
+
+
+def attributes(ctx: results.Context) -> Path:
+    """Figures 4.12-4.17 as tables: accuracy, FNR and FPR differences by gender and age.
+
+    The thesis's five models: V2, V3Small baseline, L1 and class weighting under PTQ, and
+    V3Small minimalistic under QAT. Differences are second group minus first
+    (male - female, young - old), before and after int8.
+    """
+    splits = _splits(ctx)
+    candidates: dict[str, Candidate] = {
+        "V2": _ptq(ctx, splits, "V2"),
+        "V3 baseline": _ptq(ctx, splits, "V3Small"),
+        "V3 L1": _ptq(ctx, splits, "V3Small L1"),
+        "V3 class weighting": _ptq(ctx, splits, "V3Small class weighting"),
+        "V3 minimalistic QAT": _qat(ctx, splits, "V3Small minimalistic"),
+    }
+    agg = _evaluate(ctx, splits, candidates)
+    values: dict[tuple[str, str, str, str, str], Estimate] = {}
+    for model, numbers in agg.items():
+        for attribute in ATTRIBUTE_LABELS:
+            for part in tables.DIFFERENCE_PARTS:
+                key = f"{attribute}.accuracy_difference_{part}"
+                values[(attribute, "*", "accuracy", model, part)] = numbers[key]
+                for c in splits.classes:
+                    for rate in ("fnr", "fpr"):
+                        key = f"{attribute}[{c}].{rate}_difference_{part}"
+                        values[(attribute, c, rate, model, part)] = numbers[key]
+    table = tables.difference_table(values, ATTRIBUTE_LABELS, list(agg), splits.classes)
+    recipes = ["V2", "V3Small", "V3Small L1", "V3Small class weighting", "V3Small minimalistic"]
+    return _finish(
+        ctx,
+        splits,
+        recipes,
+        {"Figures 4.12-4.17: group differences before and after int8": table},
+        agg,
+        ("gaps",),
+    )
