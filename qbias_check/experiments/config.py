@@ -50,12 +50,12 @@ BUDGETS: dict[str, Budget] = {
     for b in (
         Budget(
             name="smoke",
-            description="end to end in minutes on 2 cores: 32 px, 600 images, 1 epoch, 1 seed",
+            description="end to end in minutes on 2 cores: 32 px, 600 images, 2 epochs, 1 seed",
             size=32,
             n=600,
-            epochs=1,
+            epochs=2,
             qat_epochs=1,
-            batch_size=32,
+            batch_size=16,
             seeds=1,
             alpha_v2=0.35,
             alpha_v3=0.35,
