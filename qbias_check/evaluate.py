@@ -7,7 +7,7 @@ A cache hit loads no model at all (no TensorFlow import).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -130,6 +130,21 @@ def evaluate_model(
     return Evaluation(model.name, model.reference, quantized, built, comparison)
 
 
-def load_data(spec: GateSpec) -> EvalSet:
-    """The gate's eval set."""
-    return load_eval_set(spec.dataset)
+def load_data(spec: GateSpec, cache: Cache) -> EvalSet:
+    """The gate's eval set. A synthetic one is generated once and then read from the cache:
+    rendering thousands of faces would otherwise dominate a warm gate run."""
+    if not spec.dataset.startswith("synthetic:"):
+        return load_eval_set(spec.dataset)
+    from qbias_check.datasets import read_npz, save_npz, synthetic
+
+    key = {
+        "what": "synthetic eval set",
+        "address": spec.dataset,
+        "generator": digest_path(synthetic.__file__),  # a changed generator draws new images
+    }
+
+    def generate(tmp: Path) -> None:
+        save_npz(load_eval_set(spec.dataset), tmp, compress=False)
+
+    path = cache.get_or_build(key, generate, suffix=".npz")
+    return replace(read_npz(path), source=spec.dataset)

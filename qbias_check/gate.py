@@ -33,7 +33,7 @@ class GateRun:
     def evalset(self) -> EvalSet:
         """The eval set, loaded on first use."""
         if self._evalset is None:
-            self._evalset = load_data(self.spec)
+            self._evalset = load_data(self.spec, self.cache)
         return self._evalset
 
     def attribute_names(self) -> list[str]:
