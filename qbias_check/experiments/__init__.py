@@ -27,8 +27,7 @@ EXPERIMENTS: dict[str, str] = {
     "hyperparameters": "V3Small baseline, L1 on the last layer, class weighting under PTQ "
     "(table 4.3, figures 4.3-4.4)",
     "postprocess": "PTQ vs PTQ + XGBoost corrector vs class-balanced corrector (table 4.4)",
-    "qat": "PTQ vs QAT of the same V3Small minimalistic float model (table 4.5, "
-    "figures 4.10-4.11)",
+    "qat": "PTQ vs QAT of the same V3Small minimalistic float model (table 4.5, figures 4.10-4.11)",
     "attributes": "accuracy, FNR and FPR differences by gender and age before and after int8 "
     "(figures 4.12-4.17)",
 }
@@ -96,7 +95,9 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
         "OUT/NAME. Experiments:\n" + names,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("name", metavar="NAME", choices=[*EXPERIMENTS, ALL], help="an experiment above, or 'all'")
+    parser.add_argument(
+        "name", metavar="NAME", choices=[*EXPERIMENTS, ALL], help="an experiment above, or 'all'"
+    )
     parser.add_argument(
         "--data",
         default="synthetic",

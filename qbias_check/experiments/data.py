@@ -67,7 +67,8 @@ def load_splits(data: DataSpec, task: Task, budget: Budget) -> Splits:
     from qbias_check.datasets import celeba
 
     parts = []
-    for name, fraction in zip(("train", "val", "test"), FRACTIONS, strict=True):
+    names: tuple[celeba.Split, ...] = ("train", "val", "test")
+    for name, fraction in zip(names, FRACTIONS, strict=True):
         full = celeba.load(
             data.root, task=task, size=budget.size, split=name, seed=DATA_SEED, lazy=True
         )

@@ -135,9 +135,7 @@ def architectures(ctx: results.Context) -> Path:
     labels = {"V2": "V2", "V3Small": "V3Small", "V3Small minimalistic": "V3Small Minimalistic"}
     agg = _evaluate(ctx, splits, {row: _ptq(ctx, splits, name) for name, row in labels.items()})
     table = tables.metric_table(_summary_values(agg, {r: r for r in agg}), list(agg))
-    return _finish(
-        ctx, splits, list(labels), {"Table 4.2": table}, agg, ("rates", "changes")
-    )
+    return _finish(ctx, splits, list(labels), {"Table 4.2": table}, agg, ("rates", "changes"))
 
 
 def hyperparameters(ctx: results.Context) -> Path:
@@ -150,18 +148,14 @@ def hyperparameters(ctx: results.Context) -> Path:
     }
     agg = _evaluate(ctx, splits, {row: _ptq(ctx, splits, name) for name, row in labels.items()})
     table = tables.metric_table(_summary_values(agg, {r: r for r in agg}), list(agg))
-    return _finish(
-        ctx, splits, list(labels), {"Table 4.3": table}, agg, ("rates", "changes")
-    )
+    return _finish(ctx, splits, list(labels), {"Table 4.3": table}, agg, ("rates", "changes"))
 
 
 def qat(ctx: results.Context) -> Path:
     """Table 4.5 and figures 4.10-4.11: PTQ vs QAT of the same V3Small minimalistic model."""
     splits = _splits(ctx)
     name = "V3Small minimalistic"
-    agg = _evaluate(
-        ctx, splits, {"PTQ": _ptq(ctx, splits, name), "QAT": _qat(ctx, splits, name)}
-    )
+    agg = _evaluate(ctx, splits, {"PTQ": _ptq(ctx, splits, name), "QAT": _qat(ctx, splits, name)})
     values = _summary_values(agg, {"PTQ": "PTQ", "QAT": "QAT"})
     # One float model serves both: its accuracy is one row, "Baseline", as in the thesis.
     values[("accuracy_float", "Baseline")] = agg["PTQ"]["accuracy_float"]

@@ -147,11 +147,10 @@ RECIPES: dict[str, training.Recipe] = {
         training.Recipe("V3Small", "MobileNetV3Small"),
         training.Recipe("V3Small L1", "MobileNetV3Small", l1=0.01),
         training.Recipe("V3Small class weighting", "MobileNetV3Small", class_weighting=True),
-        training.Recipe(
-            "V3Small minimalistic", "MobileNetV3Small-minimalistic", augment=True
-        ),
+        training.Recipe("V3Small minimalistic", "MobileNetV3Small-minimalistic", augment=True),
     )
 }
+
 
 def qat_int8(base: Trial, budget: Budget) -> tuple[bytes, dict[str, Any]]:
     """QAT of a copy of ``base``'s float model (thesis 3.4.5: same recipe, best on validation).

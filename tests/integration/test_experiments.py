@@ -7,6 +7,7 @@ trains seven small networks once.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ def headers(markdown: str) -> list[list[str]]:
     lines = markdown.splitlines()
     return [
         [c.strip() for c in line.strip("|").split("|")]
-        for line, nxt in zip(lines, lines[1:], strict=False)
+        for line, nxt in itertools.pairwise(lines)
         if nxt.startswith("|---")
     ]
 
