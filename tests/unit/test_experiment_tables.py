@@ -155,3 +155,21 @@ def test_importing_experiments_does_not_import_tensorflow() -> None:
     code = "import sys, qbias_check.experiments; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_celeba_spec_loads_capped_splits_in_memory(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from qbias_check.experiments.config import parse_data
+    from qbias_check.experiments.data import load_splits
+    from tests.unit.test_celeba import write_tree
+
+    root = write_tree(tmp_path / "celeba", rows=60)
+    budget = replace(BUDGETS["smoke"], n=50, size=16)
+    splits = load_splits(parse_data(f"celeba:{root}"), "blond", budget)
+    assert [len(s) for s in (splits.train, splits.val, splits.test)] == [30, 10, 10]
+    assert splits.test.x.shape == (10, 16, 16, 3)  # type: ignore[union-attr]
+    described = splits.describe()
+    assert described["spec"] == f"celeba:{root}"
+    assert described["test"]["source"].startswith(f"celeba:{root}")
+    assert set(splits.test.attributes) == {"male", "young"}
