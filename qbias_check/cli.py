@@ -221,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     _build_options(mitigate)
     mitigate.set_defaults(handler=_mitigate)
 
+    from qbias_check.experiments import add_cli as add_experiment_command
+
+    add_experiment_command(commands)
+
     data = commands.add_parser("data", help="write eval sets in the .npz eval-set format")
     sources = data.add_subparsers(dest="source", metavar="SOURCE", required=True)
     celeba = sources.add_parser("celeba", help="read a CelebA tree (list_attr_celeba.txt, images)")
