@@ -14,7 +14,6 @@ import os
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -137,24 +136,6 @@ def load_keras_model(path: str | os.PathLike[str]) -> Any:
     if head == _HDF5_MAGIC:
         return _load_keras(p, _h5_kind(p))
     raise ModelLoadError(NOT_A_MODEL.format(path=p))
-
-
-def prediction_key_parts(runner: Runner, data_digest: str, *, batch_size: int) -> dict[str, Any]:
-    """Cache key parts for ``runner``'s predictions on data whose content digest is given.
-
-    The batch size is part of the key because TensorFlow's float results vary with it in the
-    last bits.
-    """
-    dist = "ai-edge-litert" if runner.kind == "litert" else "tensorflow"
-    return {
-        "what": "predictions",
-        "model": runner.identity,
-        "kind": runner.kind,
-        "output": runner.output_name,
-        "data": data_digest,
-        "batch_size": batch_size,
-        "tool": f"{dist}=={_version(dist)}",
-    }
 
 
 def check_fits(
@@ -520,10 +501,3 @@ def _head(path: Path) -> bytes:
 
 def _dtype_name(dtype: Any) -> str:
     return str(getattr(dtype, "name", dtype))
-
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"

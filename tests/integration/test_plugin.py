@@ -61,7 +61,7 @@ def write_config(
 
 def run(p: pytest.Pytester, model_repo: Path, *args: str) -> pytest.RunResult:
     cache = model_repo / "cache"
-    return p.runpytest("thresholds.toml", f"--qbias-cache-dir={cache}", "-p", "no:randomly", *args)
+    return p.runpytest("thresholds.toml", f"--qbias-cache-dir={cache}", *args)
 
 
 def test_items_have_readable_ids(repo: pytest.Pytester, model_repo: Path) -> None:
