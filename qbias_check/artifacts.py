@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +47,23 @@ def build_int8(
     ``io="int8"`` makes the model's input and output int8 too; ``io="float"`` keeps them float32.
     ``per_channel=False`` quantizes weights per tensor, as the thesis did.
     """
+    with ptq_converter(
+        reference, calibration_x, samples=samples, seed=seed, io=io, per_channel=per_channel
+    ) as converter:
+        return bytes(converter.convert())
+
+
+@contextmanager
+def ptq_converter(
+    reference: str | os.PathLike[str] | Any,
+    calibration_x: np.ndarray,
+    *,
+    samples: int = 100,
+    seed: int = 0,
+    io: str = "int8",
+    per_channel: bool = True,
+) -> Iterator[Any]:
+    """A TFLiteConverter set up for full-integer PTQ of ``reference`` (valid inside the block)."""
     if io not in IO_TYPES:
         raise ValueError(BAD_IO.format(choices=IO_TYPES, io=io))
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
@@ -75,7 +93,7 @@ def build_int8(
             # the first covers convolutions, the second fully connected layers.
             converter._experimental_disable_per_channel = True
             converter._experimental_disable_per_channel_quantization_for_dense_layers = True
-        return bytes(converter.convert())
+        yield converter
 
 
 def calibration_sample(x: np.ndarray, *, samples: int, seed: int) -> np.ndarray:

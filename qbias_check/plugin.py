@@ -148,8 +148,10 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if explicit:
         try:
-            state.run  # noqa: B018 (resolve now: errors belong to start-up)
-        except ConfigError as exc:
+            # Expanding the checks reads the eval set: limits that name classes or attributes
+            # the data lacks are start-up errors too.
+            state.run.checks()
+        except (ConfigError, ValueError, OSError) as exc:
             raise pytest.UsageError(str(exc)) from exc
     config.stash[_RUN] = state
     config.pluginmanager.register(_Recorder(state), "qbias-recorder")
@@ -244,7 +246,19 @@ class _GateError(Exception):
     """A failure whose message is the whole story: shown without a traceback."""
 
 
-class EvaluateItem(pytest.Item):
+class _GateItem(pytest.Item):
+    """An item of the gate: a failure shows its own message, located at the item's id."""
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, _GateError):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, self.nodeid
+
+
+class EvaluateItem(_GateItem):
     """Loads and runs both models of one gate model on the eval set (an error here is the
     model's one error; its checks then skip)."""
 
@@ -262,16 +276,8 @@ class EvaluateItem(pytest.Item):
     def runtest(self) -> None:
         pass
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        if isinstance(excinfo.value, _GateError):
-            return str(excinfo.value)
-        return str(super().repr_failure(excinfo))
 
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, self.nodeid
-
-
-class CheckItem(pytest.Item):
+class CheckItem(_GateItem):
     """One limit of thresholds.toml: passes, fails with a table, or skips with the reason."""
 
     def __init__(self, *, check: Any, **kwargs: Any) -> None:
@@ -300,14 +306,6 @@ class CheckItem(pytest.Item):
             if state.report_dir is not None:
                 text += f"\nreport: {state.report_dir / (self.check.model + '.html')}"
             raise _GateError(text)
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        if isinstance(excinfo.value, _GateError):
-            return str(excinfo.value)
-        return str(super().repr_failure(excinfo))
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, self.nodeid
 
 
 class _Recorder:

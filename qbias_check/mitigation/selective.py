@@ -17,20 +17,18 @@ import csv
 import io
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from qbias_check._optional import require
-from qbias_check.artifacts import BAD_IO, BAD_SAMPLES, IO_TYPES, NO_CALIBRATION, calibration_sample
+from qbias_check.artifacts import calibration_sample
 from qbias_check.comparison import compare
-from qbias_check.runners import LiteRTRunner, check_fits
+from qbias_check.runners import LiteRTRunner
 
 METRICS = ("rmse_over_scale", "mean_squared_error", "max_abs_error", "stddev")
 # Ops that only move data between int8 and float; they are not layers one can keep in float.
@@ -257,26 +255,11 @@ def _calibrate(
     per_channel: bool,
 ) -> _Calibrated:
     """Calibrate as ``build_int8`` does, stopping before quantization."""
-    from qbias_check.artifacts import _converter
+    from qbias_check.artifacts import ptq_converter
 
-    if io not in IO_TYPES:
-        raise ValueError(BAD_IO.format(choices=IO_TYPES, io=io))
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(BAD_SAMPLES.format(samples=samples))
-    x = np.asarray(calibration_x)
-    if len(x) == 0:
-        raise ValueError(NO_CALIBRATION)
-    tf = require("tensorflow")
-    with tempfile.TemporaryDirectory(prefix="qbias-selective-") as tmp:
-        converter, input_shape, name = _converter(tf, reference, Path(tmp))
-        check_fits(x.shape, input_shape, name)
-        chosen = calibration_sample(x, samples=samples, seed=seed)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: _one_by_one(chosen)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if io == "int8":
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
+    with ptq_converter(
+        reference, calibration_x, samples=samples, seed=seed, io=io, per_channel=per_channel
+    ) as converter:
         # The converter's own switch to stop after calibration (the quantization debugger uses
         # it too); the model it returns is float with the recorded ranges.
         converter._experimental_calibrate_only = True

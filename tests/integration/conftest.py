@@ -103,14 +103,13 @@ def cnn_float_tflite_path(cnn_saved_model: Path, tmp_path_factory: pytest.TempPa
     return path
 
 
-@pytest.fixture(scope="session")
-def tfkeras_h5(tmp_path_factory: pytest.TempPathFactory) -> SavedKeras:
-    """An (untrained, seeded) tf_keras CNN saved as a legacy .h5 file."""
+def tfkeras_cnn() -> Any:
+    """A small seeded tf_keras CNN for SIZE x SIZE images in [0, 255] and CLASSES classes."""
     require("tensorflow")
     tf_keras = require("tf_keras")
     tf_keras.utils.set_random_seed(0)
     layers = tf_keras.layers
-    model = tf_keras.Sequential(
+    return tf_keras.Sequential(
         [
             layers.Input((SIZE, SIZE, 3)),
             layers.Rescaling(1 / 255),
@@ -119,6 +118,12 @@ def tfkeras_h5(tmp_path_factory: pytest.TempPathFactory) -> SavedKeras:
             layers.Dense(CLASSES, activation="softmax"),
         ]
     )
+
+
+@pytest.fixture(scope="session")
+def tfkeras_h5(tmp_path_factory: pytest.TempPathFactory) -> SavedKeras:
+    """An (untrained, seeded) tf_keras CNN saved as a legacy .h5 file."""
+    model = tfkeras_cnn()
     path = tmp_path_factory.mktemp("tfkeras") / "tiny_cnn.h5"
     with pytest.warns(UserWarning, match="legacy"):
         model.save(path)

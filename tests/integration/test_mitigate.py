@@ -14,7 +14,7 @@ from qbias_check.datasets import EvalSet, save_npz
 from qbias_check.mitigation.candidates import TABLE_ROWS
 from qbias_check.runners import load_runner
 
-from .conftest import CLASSES, SIZE, make_images
+from .conftest import CLASSES, SIZE, make_images, tfkeras_cnn
 
 pytestmark = pytest.mark.slow
 
@@ -22,19 +22,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A tf_keras CNN trained on colour classes (.h5) and a labelled set with one attribute."""
-    require("tensorflow")
     tf_keras = require("tf_keras")
-    tf_keras.utils.set_random_seed(0)
-    layers = tf_keras.layers
-    model = tf_keras.Sequential(
-        [
-            layers.Input((SIZE, SIZE, 3)),
-            layers.Rescaling(1 / 255),
-            layers.Conv2D(8, 3, activation="relu"),
-            layers.GlobalAveragePooling2D(),
-            layers.Dense(CLASSES, activation="softmax"),
-        ]
-    )
+    model = tfkeras_cnn()
     model.compile(optimizer=tf_keras.optimizers.Adam(0.02), loss="sparse_categorical_crossentropy")
     train = make_images(256, seed=0)
     model.fit(train.x, train.y, epochs=6, batch_size=32, verbose=0)

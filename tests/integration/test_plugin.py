@@ -238,10 +238,10 @@ def test_missing_files_and_unknown_classes_are_named(
 
     write_config(repo, extra="[limits.class.baldd]\nfnr_increase = 0.1\n")
     result = run(repo, model_repo)
-    result.stdout.fnmatch_lines(
+    result.stderr.fnmatch_lines(
         ["*limits.class.baldd: the eval set has no class 'baldd'; it has bald, black*"]
     )
-    assert result.ret != 0
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
 
 
 def test_a_broken_config_that_pytest_only_finds_is_a_collection_error(
