@@ -84,8 +84,26 @@ class GateRun:
             "gate": self.spec.statistics.gate,
             "min_support": self.spec.statistics.min_support,
         }
+        corrector = self.spec.model(model).corrector
+        if corrector is not None:
+            meta["corrector"] = _corrector_record(corrector, self.evalset.content_hash)
         data = report_dict(meta, ev.comparison)
         data["checks"] = sorted(
             (r for r in records if r["model"] == model), key=lambda r: str(r["id"])
         )
         return data
+
+
+def _corrector_record(path: str, eval_hash: str) -> dict[str, Any]:
+    """What the report says of a corrector: where it is, what it was trained on, and whether
+    that data is the gate's own eval set (it must not be: the numbers would flatter it)."""
+    from qbias_check.mitigation.corrector import Corrector
+
+    corrector = Corrector.load(path)
+    trained_on = str(corrector.info.get("trained_on", "unknown"))
+    return {
+        "path": path,
+        "trained_on": trained_on,
+        "trained_on_this_eval_set": eval_hash in trained_on,
+        "size_bytes": corrector.size_bytes,
+    }

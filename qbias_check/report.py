@@ -195,6 +195,7 @@ def markdown(model: str, data: Mapping[str, Any]) -> str:
         f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped "
         f"(reference `{data['reference']}`, int8 `{data['quantized']}`)",
         "",
+        *_corrector_lines(data.get("corrector")),
         summary_text(model, data, fmt="github"),
         "",
     ]
@@ -220,6 +221,18 @@ def markdown(model: str, data: Mapping[str, Any]) -> str:
         )
     )
     return "\n".join(lines) + "\n"
+
+
+def _corrector_lines(corrector: Mapping[str, Any] | None) -> list[str]:
+    if not corrector:
+        return []
+    line = (
+        f"int8 outputs pass through the corrector `{corrector['path']}`, "
+        f"trained on {corrector['trained_on']}"
+    )
+    if corrector["trained_on_this_eval_set"]:
+        line += " -- **the gate's own eval set: these numbers flatter it**"
+    return [line, ""]
 
 
 def checks_table(records: Iterable[Mapping[str, Any]], *, fmt: str = "simple") -> str:

@@ -135,6 +135,13 @@ bootstrap = 20
 cie_fraction = 1.0
 """,
     )
-    result = pytester.runpytest("thresholds.toml", f"--qbias-cache-dir={tmp_path / 'cache'}")
+    reports = tmp_path / "reports"
+    result = pytester.runpytest(
+        "thresholds.toml", f"--qbias-cache-dir={tmp_path / 'cache'}", f"--qbias-report={reports}"
+    )
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["ptq: accuracy*", "ptq-corrector: accuracy*"])
+    record = json.loads((reports / "ptq-corrector.json").read_text())["corrector"]
+    # mitigate trained it on one half of data.npz; the gate reads all of it, so this overlaps
+    assert record["trained_on"].startswith(str(data)) or "data.npz" in record["trained_on"]
+    assert "trained on" in (reports / "ptq-corrector.md").read_text()

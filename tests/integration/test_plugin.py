@@ -256,3 +256,59 @@ def test_a_broken_config_that_pytest_only_finds_is_a_collection_error(
     repo.runpytest(
         "test_a_broken_config_that_pytest_only_finds_is_a_collection_error.py"
     ).assert_outcomes(passed=1)
+
+
+def test_without_quantized_the_int8_model_is_built_by_ptq_and_cached(
+    repo: pytest.Pytester, model_repo: Path, tmp_path: Path
+) -> None:
+    repo.makefile(
+        ".toml",
+        thresholds='[dataset]\npath = "eval.npz"\n'
+        '[[model]]\nname = "tiny"\nreference = "float.keras"\n'
+        "calibration = { samples = 20, seed = 1 }\n"
+        "[statistics]\nbootstrap = 20\n[limits]\ncie_fraction = 1.0\n",
+    )
+    cache = tmp_path / "cache"
+    args = ["thresholds.toml", f"--qbias-cache-dir={cache}", f"--qbias-report={tmp_path}"]
+    repo.runpytest(*args).assert_outcomes(passed=2)
+    built = json.loads((tmp_path / "tiny.json").read_text())
+    assert built["quantized_built_by_ptq"] is True
+    assert Path(built["quantized"]).is_relative_to(cache) and built["quantized"].endswith(".tflite")
+    mtime = Path(built["quantized"]).stat().st_mtime_ns
+    repo.runpytest(*args).assert_outcomes(passed=2)
+    assert Path(built["quantized"]).stat().st_mtime_ns == mtime  # a cache hit: not rebuilt
+
+
+def test_summary_goes_to_github_and_numbers_to_junit(
+    repo: pytest.Pytester, model_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_config(repo, cie=0.0)
+    summary = repo.path / "step_summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    run(repo, model_repo, "--junitxml=junit.xml").assert_outcomes(passed=15, failed=1, skipped=THIN)
+    text = summary.read_text()
+    assert text.startswith("## qbias-check: tiny") and "tiny::cie_fraction" in text
+    junit = (repo.path / "junit.xml").read_text()
+    assert '<property name="qbias_check"' in junit and "cie_fraction" in junit
+
+
+def test_fixtures_give_python_tests_the_comparison(repo: pytest.Pytester, model_repo: Path) -> None:
+    write_config(repo)
+    repo.makepyfile(
+        test_more="""
+        def test_numbers(qbias_comparison, qbias_eval_set, qbias_quantized_model):
+            assert len(qbias_eval_set) == qbias_comparison.n == 400
+            assert qbias_quantized_model.name == "int8.tflite"
+            low, high = qbias_comparison.interval("class[black].fnr_increase")
+            assert low <= qbias_comparison.estimate("class[black].fnr_increase") <= high
+        """
+    )
+    result = repo.runpytest("test_more.py", f"--qbias-cache-dir={model_repo / 'cache'}")
+    result.assert_outcomes(passed=1)
+
+
+def test_fixtures_skip_without_a_gate(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_it(qbias_comparison):\n    pass\n")
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*no qbias gate here*"])
