@@ -228,3 +228,19 @@ def test_writes_an_npz_for_the_gate(tmp_path: Path) -> None:
     es = cb.load(write_tree(tmp_path / "tree", rows=80), split="test", size=8)
     back = read_npz(save_npz(es, tmp_path / "test.npz"), attributes=("male", "young"))
     assert back.content_hash == es.content_hash
+
+
+def test_the_data_celeba_command_writes_the_eval_set_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qbias_check.cli import main
+    from qbias_check.datasets import load_eval_set
+
+    root = write_tree(tmp_path / "celeba", rows=80, images=range(70))
+    out = tmp_path / "hair.npz"
+    args = ["data", "celeba", str(root), "--task=hair", "--size=16", "--split=all", f"--out={out}"]
+    assert main(args) == 0
+    evalset = load_eval_set(out)
+    assert evalset.classes == ("bald", "black", "blond", "brown", "gray")
+    assert evalset.x.shape[1:] == (16, 16, 3) and set(evalset.attributes) == {"male", "young"}
+    assert "notes:" in capsys.readouterr().out  # the rows without an image were counted
