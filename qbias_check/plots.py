@@ -57,10 +57,14 @@ ERR_FEATURES = (
 ERR_LENGTH = "{name} has {got} entries; the features have {n} rows"
 ERR_TOO_FEW = "t-SNE needs at least 5 examples; got {n}"
 ERR_NO_HEAD = (
-    "{path}: no FULLY_CONNECTED or CONV_2D op found; cannot tell which tensor is the "
-    "penultimate layer"
+    "{path}: no op with weights (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, ...) found; "
+    "cannot tell which tensor is the penultimate layer"
 )
 ERR_NO_KERNEL_LAYER = "the Keras model has no layer with a kernel (Dense or Conv) to take input of"
+# LiteRT ops that carry a weight tensor: the counterparts of Keras layers with a kernel.
+WEIGHTED_OPS = frozenset(
+    {"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_3D", "TRANSPOSE_CONV"}
+)
 ERR_MODEL_KIND = (
     "{path}: penultimate features need a .tflite, .keras or .h5 file or a Keras model object"
 )
@@ -427,7 +431,12 @@ def _embed(features: NDArray[np.float64], seed: int) -> NDArray[np.float64]:
 def penultimate_features(
     model: str | os.PathLike[str] | Any, x: ArrayLike, *, batch_size: int = 256
 ) -> NDArray[np.float32]:
-    """The input of the last Dense (fully connected) layer for every example, shape ``(N, D)``.
+    """The input of the classifier head for every example, shape ``(N, D)``.
+
+    The head is the last layer with weights: the last Keras layer with a kernel (Dense, or
+    the 1x1 Conv2D "Logits" of MobileNetV3), and in a ``.tflite`` the last op in execution
+    order with a weight tensor (:data:`WEIGHTED_OPS`), so float and int8 features come from
+    the same layer whichever form the classifier takes.
 
     ``model`` is a Keras 3 or tf_keras model object, a ``.keras``/``.h5`` file (loaded in safe
     mode), or a float or int8 ``.tflite`` file. For ``.tflite`` the tensor is read from the
@@ -468,10 +477,9 @@ def _tflite_features(path: Path, x: NDArray[np.float32], batch_size: int) -> NDA
         experimental_preserve_all_tensors=True,
         experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
     )
-    ops = interp._get_ops_details()
-    heads = [o for o in ops if o["op_name"] == "FULLY_CONNECTED"] or [
-        o for o in ops if o["op_name"] == "CONV_2D"
-    ]
+    # Ops come in execution order, as Keras layers do; preferring FULLY_CONNECTED would pick a
+    # squeeze-excite block's op in a network whose classifier is a convolution.
+    heads = [o for o in interp._get_ops_details() if o["op_name"] in WEIGHTED_OPS]
     if not heads:
         raise ValueError(ERR_NO_HEAD.format(path=path))
     tensor = int(heads[-1]["inputs"][0])

@@ -23,9 +23,9 @@ EXPERIMENTS: dict[str, str] = {
     "binary": "blond vs not blond, ResNet-18-style network, sub-groups M/F/Y/O/MY/MO/FY/FO "
     "(table 4.1)",
     "architectures": "MobileNetV2, V3Small and V3Small minimalistic on five hair colours "
-    "under PTQ (table 4.2, figures 4.1-4.2)",
+    "under PTQ (table 4.2, figures 4.1-4.2, t-SNE of each model)",
     "hyperparameters": "V3Small baseline, L1 on the last layer, class weighting under PTQ "
-    "(table 4.3, figures 4.3-4.4)",
+    "(table 4.3, figures 4.3-4.4, t-SNE figures 4.5-4.7)",
     "postprocess": "PTQ vs PTQ + XGBoost corrector vs class-balanced corrector (table 4.4)",
     "qat": "PTQ vs QAT of the same V3Small minimalistic float model (table 4.5, figures 4.10-4.11)",
     "attributes": "accuracy, FNR and FPR differences by gender and age before and after int8 "

@@ -21,7 +21,8 @@ class Budget:
 
     ``n`` is the number of examples drawn (synthetic) or the most taken from CelebA, before the
     60/20/20 split; the thesis's fixed numbers (batch 256, 20 epochs, 15 QAT epochs, 100
-    calibration images, a 5,000-example and a 1,000-per-class corrector) apply at ``full``.
+    calibration images, a 5,000-example and a 1,000-per-class corrector, 1,000 t-SNE
+    examples) apply at ``full``.
     """
 
     name: str
@@ -39,6 +40,7 @@ class Budget:
     corrector_samples: int = 5000
     corrector_per_class: int = 1000
     corrector_rounds: int = 60
+    tsne_points: int = 1000
 
     def to_dict(self) -> dict[str, Any]:
         """The budget as a JSON-ready dict."""
@@ -64,6 +66,7 @@ BUDGETS: dict[str, Budget] = {
             corrector_samples=300,
             corrector_per_class=40,
             corrector_rounds=10,
+            tsne_points=200,
         ),
         Budget(
             name="default",

@@ -7,6 +7,7 @@ split, aggregates every number across seeds, and writes the thesis's table layou
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -110,13 +111,19 @@ def _finish(
     agg: Mapping[str, Mapping[str, Estimate]],
     kinds: Sequence[str],
     notes: Sequence[str] = (),
+    tsne: Mapping[str, str] | None = None,
 ) -> Path:
+    """Figures, tables and JSON of an experiment; ``tsne`` maps recipe name -> figure label."""
     groups = {a: sorted(set(splits.test.attributes[a].tolist())) for a in results.FIGURE_ATTRIBUTES}
     reports = {
         label: results.report_dict(label, numbers, splits.classes, groups)
         for label, numbers in agg.items()
     }
     pngs, figure_notes = results.figures(reports, kinds)
+    if tsne:
+        tsne_pngs, tsne_notes = _tsne(ctx, splits, tsne)
+        pngs.update(tsne_pngs)
+        figure_notes += tsne_notes
     return results.write(
         ctx,
         splits=splits.describe(),
@@ -129,17 +136,70 @@ def _finish(
     )
 
 
+def _tsne(
+    ctx: results.Context, splits: Splits, labels: Mapping[str, str]
+) -> tuple[dict[str, bytes], list[str]]:
+    """Thesis 3.4.6, figures 4.5-4.7: t-SNE of penultimate features, float vs int8, first seed.
+
+    The int8 side is read from inside the PTQ model the tables use (the head's input tensor),
+    rather than from a separately quantized headless model as in the thesis: same calibration,
+    same layer. Flips are the int8 runner's predictions, as in the tables.
+    """
+    try:
+        from qbias_check import plots
+
+        seed = ctx.seeds[0]
+        test = splits.test
+        n = min(len(test.y), ctx.budget.tsne_points)
+        keep = np.sort(np.random.default_rng(seed).choice(len(test.y), size=n, replace=False))
+        x = np.asarray(test.x)[keep].astype(np.float32)
+        out: dict[str, bytes] = {}
+        for name, label in labels.items():
+            t = trials.trial(trials.RECIPES[name], splits, ctx.budget, seed)
+            float_features = plots.penultimate_features(t.model, x)
+            with tempfile.TemporaryDirectory() as tmp:
+                # The LiteRT interpreter with preserved tensors loads from a file only.
+                path = Path(tmp) / "int8.tflite"
+                path.write_bytes(t.int8)
+                int8_features = plots.penultimate_features(path, x)
+            flipped = t.scores("test", "float")[keep].argmax(axis=1) != t.scores("test", "int8")[
+                keep
+            ].argmax(axis=1)
+            out[results.tsne_name(label)] = plots.tsne(
+                float_features,
+                int8_features,
+                np.asarray(test.y)[keep],
+                flipped,
+                splits.classes,
+                seed=seed,
+                max_points=n,
+                title=f"{label} (seed {seed})",
+            )
+        return out, []
+    except ImportError as exc:
+        return {}, [f"no t-SNE figures: {exc}"]
+
+
 def architectures(ctx: results.Context) -> Path:
-    """Table 4.2 and figures 4.1-4.2: MobileNetV2, V3Small, V3Small minimalistic under PTQ."""
+    """Table 4.2, figures 4.1-4.2 and a t-SNE per model: MobileNetV2, V3Small, V3Small
+    minimalistic under PTQ."""
     splits = _splits(ctx)
     labels = {"V2": "V2", "V3Small": "V3Small", "V3Small minimalistic": "V3Small Minimalistic"}
     agg = _evaluate(ctx, splits, {row: _ptq(ctx, splits, name) for name, row in labels.items()})
     table = tables.metric_table(_summary_values(agg, {r: r for r in agg}), list(agg))
-    return _finish(ctx, splits, list(labels), {"Table 4.2": table}, agg, ("rates", "changes"))
+    return _finish(
+        ctx,
+        splits,
+        list(labels),
+        {"Table 4.2": table},
+        agg,
+        ("rates", "changes"),
+        tsne=labels,
+    )
 
 
 def hyperparameters(ctx: results.Context) -> Path:
-    """Table 4.3 and figures 4.3-4.4: V3Small baseline, L1 and class weighting under PTQ."""
+    """Table 4.3 and figures 4.3-4.7: V3Small baseline, L1 and class weighting under PTQ."""
     splits = _splits(ctx)
     labels = {
         "V3Small": "Baseline",
@@ -148,7 +208,15 @@ def hyperparameters(ctx: results.Context) -> Path:
     }
     agg = _evaluate(ctx, splits, {row: _ptq(ctx, splits, name) for name, row in labels.items()})
     table = tables.metric_table(_summary_values(agg, {r: r for r in agg}), list(agg))
-    return _finish(ctx, splits, list(labels), {"Table 4.3": table}, agg, ("rates", "changes"))
+    return _finish(
+        ctx,
+        splits,
+        list(labels),
+        {"Table 4.3": table},
+        agg,
+        ("rates", "changes"),
+        tsne=labels,
+    )
 
 
 def qat(ctx: results.Context) -> Path:

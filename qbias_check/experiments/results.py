@@ -1,4 +1,5 @@
-"""What an experiment writes: ``tables.md``, ``results.json`` and ``figures/*.png``.
+"""What an experiment writes: ``tables.md``, ``results.json`` and ``figures/*.png``
+(``figures/tsne_<model>.png`` for the t-SNE figures, first seed only).
 
 Figures come from :mod:`qbias_check.plots`, fed with report dicts in the gate's format whose
 numbers are means over seeds and whose intervals are the across-seed t-intervals.
@@ -177,6 +178,11 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+def tsne_name(label: str) -> str:
+    """File name of the t-SNE figure of one model: ``tsne_<model>.png``."""
+    return f"tsne_{_slug(label)}.png"
 
 
 def _slug(label: str) -> str:
