@@ -192,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", required=True, metavar="PATH", help="calibration / fine-tuning set"
     )
     build.add_argument("--out", required=True, metavar="FILE.tflite", help="where to write it")
+    build.add_argument(
+        "--keep-float",
+        type=int,
+        default=2,
+        metavar="K",
+        help="selective: layers kept in float (default: 2)",
+    )
     _build_options(build)
     build.set_defaults(handler=_build)
 
@@ -218,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="corrector: balanced training examples per class (default: 1000, as the thesis)",
     )
     mitigate.add_argument("--bootstrap", type=int, default=1000, help="(default: 1000)")
+    mitigate.add_argument(
+        "--keep-float",
+        type=_int_list,
+        default=[2],
+        metavar="K[,K...]",
+        help="selective: layers kept in float; several values give one candidate each, "
+        "e.g. 0,1,2 for the trade-off (default: 2)",
+    )
     _build_options(mitigate)
     mitigate.set_defaults(handler=_mitigate)
 
@@ -251,19 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected integers such as 0,1,2; got {text!r}") from exc
+
+
 def _build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--samples", type=int, default=100, help="PTQ calibration examples (default: 100)"
     )
     parser.add_argument(
         "--epochs", type=int, default=15, help="QAT fine-tuning epochs (default: 15)"
-    )
-    parser.add_argument(
-        "--keep-float",
-        type=int,
-        default=2,
-        metavar="K",
-        help="selective: layers kept in float (default: 2)",
     )
     parser.add_argument("--seed", type=int, default=0, help="(default: 0)")
 

@@ -92,11 +92,15 @@ def mitigate(
     *,
     seed: int = 0,
     epochs: int = 15,
-    keep_float: int = 2,
+    keep_float: Sequence[int] = (2,),
     per_class: int = 1000,
     bootstrap: int = 1000,
 ) -> list[Candidate]:
-    """Build each method's candidate on half of ``data``; compare each on the other half."""
+    """Build each method's candidate on half of ``data``; compare each on the other half.
+
+    ``selective`` gives one candidate per ``keep_float`` value (``selective-k0``, ...), so the
+    size / accuracy / bias trade-off of keeping more layers in float reads across one table.
+    """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(UNKNOWN_METHOD.format(method=unknown[0], known=list(METHODS)))
@@ -108,25 +112,31 @@ def mitigate(
     out.mkdir(parents=True, exist_ok=True)
     built: dict[str, Path] = {}
 
-    def artifact(method: str) -> Path:
-        if method not in built:
-            path = out / f"{Path(reference).stem}_{method}.tflite"
-            options = {"seed": seed, "epochs": epochs, "keep_float": keep_float}
+    def artifact(method: str, k: int = 0) -> Path:
+        name = f"{method}-k{k}" if method == "selective" else method
+        if name not in built:
+            path = out / f"{Path(reference).stem}_{name}.tflite"
+            options = {"seed": seed, "epochs": epochs, "keep_float": k}
             write_bytes(path, build(reference, build_half, method, **options))
-            built[method] = path
-        return built[method]
+            built[name] = path
+        return built[name]
 
+    expanded = [
+        (f"selective-k{k}", k) if m == "selective" else (m, 0)
+        for m in methods
+        for k in (keep_float if m == "selective" else [0])
+    ]
     candidates = []
-    for method in methods:
+    for name, k in expanded:
         corrector_path: Path | None = None
         runner: Any
-        if method == "corrector":
+        if name == "corrector":
             model = artifact("ptq")
             runner, corrector_path = _corrected(
                 LiteRTRunner(model), reference_runner, build_half, out, per_class, seed
             )
         else:
-            model = artifact(method)
+            model = artifact(name.partition("-")[0], k)
             runner = LiteRTRunner(model)
         comparison = compare(
             test_half.y,
@@ -138,7 +148,7 @@ def mitigate(
             seed=seed,
         )
         size = model.stat().st_size + (corrector_path.stat().st_size if corrector_path else 0)
-        candidates.append(Candidate(method, model, corrector_path, size, comparison))
+        candidates.append(Candidate(name, model, corrector_path, size, comparison))
     return candidates
 
 

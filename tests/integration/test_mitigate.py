@@ -79,7 +79,7 @@ def test_mitigate_prints_table_4_4_and_writes_every_candidate(
             "--epochs=1",
             "--per-class=40",
             "--bootstrap=50",
-            "--keep-float=1",
+            "--keep-float=0,1",
         ]
     )
     assert status == 0
@@ -88,7 +88,9 @@ def test_mitigate_prints_table_4_4_and_writes_every_candidate(
         assert label in out
     assert out.count("ptq") >= 2 and "corrector" in out
     results = json.loads((tmp_path / "mitigate.json").read_text())
-    assert set(results) == {"ptq", "qat", "corrector", "selective"}
+    assert set(results) == {"ptq", "qat", "corrector", "selective-k0", "selective-k1"}
+    # keeping no layer in float is plain PTQ
+    assert results["selective-k0"]["summary"] == results["ptq"]["summary"]
     corrector = Path(results["corrector"]["corrector"])
     assert corrector.suffix == ".json" and corrector.exists()
     # every candidate is judged on the same held-out half
