@@ -173,7 +173,7 @@ def _tsne(
                 splits.classes,
                 seed=seed,
                 max_points=n,
-                title=f"{label} (seed {seed})",
+                title=label,
             )
         return out, []
     except ImportError as exc:

@@ -53,6 +53,11 @@ LAYOUTS: dict[str, tuple[str, list[str], list[str]]] = {
         ["Attribute", "Difference", "Class", "Model", "Float", "Int8", "Change"],
     ),
 }
+# Experiment -> the t-SNE figures it draws (thesis 3.4.6, figures 4.5-4.7), first seed only.
+TSNE_FIGURES: dict[str, list[str]] = {
+    "architectures": ["tsne_v2.png", "tsne_v3small.png", "tsne_v3small_minimalistic.png"],
+    "hyperparameters": ["tsne_baseline.png", "tsne_l1.png", "tsne_class_weighting.png"],
+}
 METRIC_KEYS = ("accuracy_float", "accuracy_int8", "cie_fraction", "fnr_max_min_increase", "cev")
 
 
@@ -108,6 +113,20 @@ def test_figures_are_png(folders: dict[str, Path], name: str) -> None:
         data = png.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 2000
         assert f"figures/{png.name}" in (folders[name] / "tables.md").read_text()
+
+
+@pytest.mark.parametrize("name", sorted(TSNE_FIGURES))
+def test_tsne_figures_are_drawn_and_listed(folders: dict[str, Path], name: str) -> None:
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    record = json.loads((folders[name] / "results.json").read_text())
+    text = (folders[name] / "tables.md").read_text()
+    for figure in TSNE_FIGURES[name]:
+        data = (folders[name] / "figures" / figure).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 2000
+        assert data.endswith(b"IEND\xaeB`\x82")
+        assert figure in record["figures"]
+        assert f"figures/{figure}" in text
 
 
 def test_postprocess_correctors_never_see_the_test_split(folders: dict[str, Path]) -> None:
