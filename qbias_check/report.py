@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tabulate import tabulate
 
 from qbias_check.atomic import write_text
@@ -47,73 +48,85 @@ def _interval(bounds: Iterable[Any]) -> str:
 def failure_table(check: Check, verdict: Verdict, comparison: Comparison, gate: str) -> str:
     """Why a check failed: its numbers, the rows behind them and what to try next."""
     before, after = _float_int8(check, comparison)
-    head = [
-        [
-            check.quantity,
-            _num(before),
-            _num(after),
-            _num(verdict.estimate),
-            _num(check.limit),
-            _interval(verdict.interval),
-        ],
-    ]
     pct = round(comparison.confidence * 100)
-    lines = [
-        f"{check.id}: {verdict.estimate:+.4f} > limit {check.limit:.4f} "
-        f"(gate '{gate}' {GATE_RULES[gate]})",
-        tabulate(head, headers=["metric", "float", "int8", "change", "limit", f"{pct} % interval"]),
-        "",
-        _rows_behind(check, comparison),
-        "",
-        NEXT_STEP,
+    head = [
+        check.quantity,
+        _num(before),
+        _num(after),
+        _num(verdict.estimate),
+        _num(check.limit),
+        _interval(verdict.interval),
     ]
-    return "\n".join(lines)
+    return "\n".join(
+        [
+            f"{check.id}: change {verdict.estimate:+.4f}, limit {check.limit:.4f}; "
+            f"gate '{gate}' {GATE_RULES[gate]}",
+            tabulate(
+                [head], headers=["metric", "float", "int8", "change", "limit", f"{pct} % interval"]
+            ),
+            "",
+            _rows_behind(check, comparison),
+            "",
+            NEXT_STEP,
+        ]
+    )
 
 
 def _float_int8(check: Check, comparison: Comparison) -> tuple[float | None, float | None]:
     """The float and int8 values whose change the check limits, where there are such values."""
     if check.metric == "accuracy_drop":
         return comparison.estimate("accuracy_float"), comparison.estimate("accuracy_int8")
-    stem = check.metric.removesuffix("_increase")
-    names = [f"{check.quantity.removesuffix(check.metric)}{stem}_{m}" for m in ("float", "int8")]
+    stem = check.quantity.removesuffix("_increase")
+    names = [f"{stem}_float", f"{stem}_int8"]
     if all(n in comparison.estimates for n in names):
         return comparison.estimate(names[0]), comparison.estimate(names[1])
     return None, None
 
 
+def _table(frame: Any) -> str:
+    return tabulate(frame.to_dict(orient="records"), headers="keys", floatfmt=".4f")
+
+
 def _rows_behind(check: Check, comparison: Comparison) -> str:
-    """The classes or groups the number is made of."""
+    """The classes or groups that the checked number is made of."""
+    per_class = comparison.per_class.reset_index()
     rate = check.metric[:3] if check.metric[:3] in ("fnr", "fpr") else None
-    if check.scope.startswith("class[") or (not check.scope and rate):
-        table = comparison.per_class.reset_index()
-        if check.scope:
-            table = table[table["class"] == check.scope[len("class[") : -1]]
-        rate = rate or "fnr"
-        cols = ["class", "support", f"{rate}_float", f"{rate}_int8", f"{rate}_increase"]
-        view = table[cols].sort_values(f"{rate}_int8", ascending=False)
-        if not check.scope and len(view) > 2:
-            view = view.iloc[[0, -1]]  # the worst and the best class after quantization
-        return tabulate(view.to_dict(orient="records"), headers="keys", floatfmt=".4f")
-    if check.scope:
+    if check.scope.startswith("class["):
+        name = check.scope[len("class[") : -1]
+        rows = per_class[per_class["class"] == name]
+        return _table(
+            rows[["class", "support", f"{rate}_float", f"{rate}_int8", "broken", "fixed"]]
+        )
+    if check.scope:  # an attribute, or an attribute x class
         attribute, _, rest = check.scope.partition("[")
         rows = comparison.per_group[comparison.per_group["attribute"] == attribute]
         if rest:
             rows = rows[rows["class"] == rest[:-1]]
-            metric = rate or "fnr"
-        else:
-            rows = rows.drop_duplicates("group")
-            metric = "accuracy"
-        cols = ["group", "class", "support", f"{metric}_float", f"{metric}_int8"]
-        if not rest:
-            cols.remove("class")
-        return tabulate(rows[cols].to_dict(orient="records"), headers="keys", floatfmt=".4f")
-    return "per class:\n" + tabulate(
-        comparison.per_class.reset_index()[["class", "support", "fnr_float", "fnr_int8"]].to_dict(
-            orient="records"
-        ),
-        headers="keys",
-        floatfmt=".4f",
-    )
+            return _table(rows[["group", "class", "support", f"{rate}_float", f"{rate}_int8"]])
+        sizes = rows.groupby("group", sort=False)["support"].sum().rename("support")
+        accuracy = rows.drop_duplicates("group").set_index("group")
+        return _table(accuracy[["accuracy_float", "accuracy_int8"]].join(sizes).reset_index())
+    if rate is None:  # accuracy drop, CIE fraction, CEV: where the answers changed
+        cols = [
+            "class",
+            "support",
+            "fnr_float",
+            "fnr_int8",
+            "fpr_float",
+            "fpr_int8",
+            "broken",
+            "fixed",
+            "mcnemar_p",
+        ]
+        return _table(per_class[cols])
+    cols = ["class", "support", f"{rate}_float", f"{rate}_int8", f"{rate}_increase"]
+    rows = per_class[cols]
+    if check.metric.endswith("max_min_increase"):
+        # The classes at either end of the spread, before and after quantization.
+        values = rows[[f"{rate}_float", f"{rate}_int8"]].to_numpy(dtype=float)
+        ends = {*np.nanargmax(values, axis=0).tolist(), *np.nanargmin(values, axis=0).tolist()}
+        rows = rows.iloc[sorted(ends)]
+    return _table(rows.sort_values(f"{rate}_int8", ascending=False))
 
 
 def check_record(check: Check, verdict: Verdict) -> dict[str, Any]:

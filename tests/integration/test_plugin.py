@@ -98,7 +98,7 @@ def test_tightening_a_limit_turns_a_pass_into_a_failure_with_a_table(
     result.assert_outcomes(passed=15, failed=1, skipped=THIN)
     result.stdout.fnmatch_lines(
         [
-            "*tiny::cie_fraction: +0.* > limit 0.0000 (gate 'estimate'*",
+            "*tiny::cie_fraction: change +0.*, limit 0.0000; gate 'estimate' fails when*",
             "*metric*float*int8*change*limit*95 % interval*",
             "*cie_fraction*",
             "next step:*",
