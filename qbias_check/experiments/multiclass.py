@@ -183,39 +183,28 @@ def _tsne(
 def architectures(ctx: results.Context) -> Path:
     """Table 4.2, figures 4.1-4.2 and a t-SNE per model: MobileNetV2, V3Small, V3Small
     minimalistic under PTQ."""
-    splits = _splits(ctx)
     labels = {"V2": "V2", "V3Small": "V3Small", "V3Small minimalistic": "V3Small Minimalistic"}
-    agg = _evaluate(ctx, splits, {row: _ptq(ctx, splits, name) for name, row in labels.items()})
-    table = tables.metric_table(_summary_values(agg, {r: r for r in agg}), list(agg))
-    return _finish(
-        ctx,
-        splits,
-        list(labels),
-        {"Table 4.2": table},
-        agg,
-        ("rates", "changes"),
-        tsne=labels,
-    )
+    return _ptq_study(ctx, labels, "Table 4.2")
 
 
 def hyperparameters(ctx: results.Context) -> Path:
     """Table 4.3 and figures 4.3-4.7: V3Small baseline, L1 and class weighting under PTQ."""
-    splits = _splits(ctx)
     labels = {
         "V3Small": "Baseline",
         "V3Small L1": "L1",
         "V3Small class weighting": "Class weighting",
     }
+    return _ptq_study(ctx, labels, "Table 4.3")
+
+
+def _ptq_study(ctx: results.Context, labels: dict[str, str], title: str) -> Path:
+    """Train each recipe in ``labels`` (recipe -> column), quantize by PTQ, and write one table,
+    the per-class figures and a t-SNE per model."""
+    splits = _splits(ctx)
     agg = _evaluate(ctx, splits, {row: _ptq(ctx, splits, name) for name, row in labels.items()})
     table = tables.metric_table(_summary_values(agg, {r: r for r in agg}), list(agg))
     return _finish(
-        ctx,
-        splits,
-        list(labels),
-        {"Table 4.3": table},
-        agg,
-        ("rates", "changes"),
-        tsne=labels,
+        ctx, splits, list(labels), {title: table}, agg, ("rates", "changes"), tsne=labels
     )
 
 
