@@ -175,12 +175,18 @@ def summary_text(model: str, data: Mapping[str, Any], *, fmt: str = "simple") ->
             tablefmt=fmt,
         ),
     ]
-    worst = sorted(data["per_class"], key=lambda r: -(r["fnr_increase"] or -math.inf))[:3]
-    lines += [
-        "worst classes (FNR increase): "
-        + ", ".join(f"{r['class']} {_num(r['fnr_increase'], 3)}" for r in worst)
+    # Only numbers with enough examples behind them: a thin group's gap is noise, not news.
+    enough = data.get("min_support", 0)
+    classes = [r for r in data["per_class"] if r["support"] >= enough]
+    worst = sorted(classes, key=lambda r: -(r["fnr_increase"] or -math.inf))[:3]
+    named = ", ".join(f"{r['class']} {_num(r['fnr_increase'], 3)}" for r in worst)
+    lines.append(f"worst classes (FNR increase): {named or f'none with n >= {enough}'}")
+    thinnest = _thinnest_groups(data["per_group"])
+    gaps = [
+        g
+        for g in data["gaps"]
+        if g["gap_increase"] is not None and thinnest.get((g["attribute"], g["class"]), 0) >= enough
     ]
-    gaps = [g for g in data["gaps"] if g["gap_increase"] is not None]
     if gaps:
         top = sorted(gaps, key=lambda g: -g["gap_increase"])[:3]
         lines.append(
@@ -191,6 +197,22 @@ def summary_text(model: str, data: Mapping[str, Any], *, fmt: str = "simple") ->
             )
         )
     return "\n".join(lines)
+
+
+def _thinnest_groups(per_group: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
+    """The smallest group's support per (attribute, class), and per attribute over all classes
+    under the class ``"*"``, as the gap table names them."""
+    by_class: dict[tuple[str, str], list[int]] = {}
+    totals: dict[tuple[str, str], int] = {}
+    for r in per_group:
+        by_class.setdefault((r["attribute"], r["class"]), []).append(r["support"])
+        key = (r["attribute"], r["group"])
+        totals[key] = totals.get(key, 0) + r["support"]
+    thinnest = {key: min(sizes) for key, sizes in by_class.items()}
+    for (attribute, _), size in totals.items():
+        star = (attribute, "*")
+        thinnest[star] = min(thinnest.get(star, size), size)
+    return thinnest
 
 
 def report_dict(evaluation_meta: Mapping[str, Any], comparison: Comparison) -> dict[str, Any]:

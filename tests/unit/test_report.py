@@ -65,6 +65,11 @@ def test_summary_and_markdown_render_from_the_json_dict(comparison) -> None:  # 
     )
     text = summary_text("m", data)
     assert text.startswith("m: accuracy 0.") and "worst classes (FNR increase): d 0.2" in text
+    assert "largest gap increases: sex[" in text
+    # classes and groups below min_support are left out of the summary's highlights
+    thin = summary_text("m", {**data, "min_support": 10**6})
+    assert "worst classes (FNR increase): none with n >= 1000000" in thin
+    assert "largest gap" not in thin
     md = markdown("m", data)
     assert md.startswith("## qbias-check: m") and "0 passed, 1 failed, 0 skipped" in md
     assert any(
