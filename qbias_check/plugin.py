@@ -35,7 +35,6 @@ class _PluginState:
     cache_dir: Path | None
     report_dir: Path | None
     records: list[dict[str, Any]] = field(default_factory=list)
-    collected: bool = False
     _run: Any = None  # qbias_check.gate.GateRun, made on first use (heavy imports stay lazy)
 
     @property
@@ -172,7 +171,6 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     state = parent.config.stash.get(_RUN, None)
     if state is None or file_path.resolve() != state.config_path:
         return None
-    state.collected = True
     return GateFile.from_parent(parent, path=file_path)
 
 
@@ -180,7 +178,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
     """With a --qbias-* option, add the checks even where testpaths do not reach the config."""
     state = session.config.stash.get(_RUN, None)
-    if state is None or not state.explicit or state.collected:
+    # pytest may build a GateFile while walking down to a testpath and then drop it, so look at
+    # what was actually collected.
+    if state is None or not state.explicit or any(isinstance(i, _GateItem) for i in items):
         return
     gate_file = GateFile.from_parent(session, path=state.config_path)
     for node in gate_file.collect():

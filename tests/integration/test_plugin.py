@@ -312,3 +312,16 @@ def test_fixtures_skip_without_a_gate(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*no qbias gate here*"])
+
+
+def test_model_option_runs_the_gate_where_testpaths_do_not_reach(
+    repo: pytest.Pytester, model_repo: Path
+) -> None:
+    write_config(repo)
+    repo.makeini("[pytest]\ntestpaths = tests\n")
+    (repo.path / "tests").mkdir()
+    (repo.path / "tests" / "test_unit.py").write_text("def test_unit():\n    pass\n")
+    cache = f"--qbias-cache-dir={model_repo / 'cache'}"
+    repo.runpytest(cache).assert_outcomes(passed=1)  # the gate is not collected: silent
+    result = repo.runpytest(cache, "--qbias-model=int8.tflite")
+    result.assert_outcomes(passed=17, skipped=THIN)  # the unit test and the gate's 16
