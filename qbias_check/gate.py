@@ -1,8 +1,8 @@
 """The state of one gate run, kept apart from pytest so it can be used and tested on its own.
 
 A :class:`GateRun` loads the eval set once, evaluates each model at most once per process (the
-cache shares the work across processes), judges checks, and collects the records that the
-end-of-run summary and report files are made of.
+cache shares the work across processes), judges checks, and assembles a model's report from
+the records of its judged checks.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from qbias_check.cache import Cache
 from qbias_check.checks import Check, Verdict, expand, judge
+from qbias_check.comparison import INTERSECTION_JOIN
 from qbias_check.datasets import EvalSet
 from qbias_check.evaluate import Evaluation, evaluate_model, load_data
 from qbias_check.report import report_dict
@@ -21,13 +22,12 @@ from qbias_check.thresholds import ConfigError, GateSpec
 
 @dataclass
 class GateRun:
-    """Lazily evaluated models of one :class:`GateSpec`, and the records of judged checks."""
+    """The eval set and lazily evaluated models of one :class:`GateSpec`."""
 
     spec: GateSpec
     cache: Cache
     _evalset: EvalSet | None = None
     _evaluations: dict[str, Evaluation | Exception] = field(default_factory=dict)
-    records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def evalset(self) -> EvalSet:
@@ -46,8 +46,6 @@ class GateRun:
                     f"{self.spec.source}: statistics.intersections: the eval set has no attribute "
                     f"{missing[0]!r}; it has {', '.join(names) or 'none'}"
                 )
-        from qbias_check.comparison import INTERSECTION_JOIN
-
         return names + [INTERSECTION_JOIN.join(c) for c in self.spec.statistics.intersections]
 
     def checks(self) -> list[Check]:
