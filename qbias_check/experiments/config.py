@@ -70,16 +70,16 @@ BUDGETS: dict[str, Budget] = {
         ),
         Budget(
             name="default",
-            description="about an hour on 2 cores for one experiment: 48 px, 4,000 images, "
-            "6 epochs, 3 seeds",
-            size=48,
-            n=4000,
-            epochs=6,
+            description="within about an hour on 2 cores for one experiment: 64 px, "
+            "10,000 images, 8 epochs (QAT 3), 3 seeds",
+            size=64,
+            n=10_000,
+            epochs=8,
             qat_epochs=3,
             batch_size=64,
             seeds=3,
             alpha_v2=0.5,
-            alpha_v3=0.75,
+            alpha_v3=1.0,
             resnet_width=16,
             corrector_samples=2000,
             corrector_per_class=300,
