@@ -20,7 +20,7 @@ demo: $(STAMP)
 	-$(BIN)/python -m pytest thresholds.toml --qbias-report=qbias-report
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
