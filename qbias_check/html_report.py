@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import html as _html
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from qbias_check._optional import MissingExtraError
 from qbias_check.atomic import write_text
+from qbias_check.report import fmt_interval, fmt_number
 
 OUTCOME_ORDER = {"failed": 0, "skipped": 1, "passed": 2}
 FIGURE_CAPTIONS = {
@@ -68,25 +68,11 @@ def _esc(value: Any) -> str:
     return _html.escape(str(value), quote=True)
 
 
-def _num(value: Any, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return f"{value:.{digits}f}"
-
-
 def _p_value(value: Any) -> str:
     # Four decimals would print a strong result as a bare 0.0000.
     if value is not None and 0 <= value < 1e-4:
         return "&lt; 0.0001"
-    return _num(value)
-
-
-def _interval(low: Any, high: Any) -> str:
-    if low is None or high is None or any(math.isnan(float(v)) for v in (low, high)):
-        return "n/a"
-    return f"[{low:+.4f}, {high:+.4f}]"
+    return fmt_number(value)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, text_cols: int = 1) -> str:
@@ -113,10 +99,10 @@ def _summary(data: Mapping[str, Any]) -> str:
         rows.append(
             [
                 _esc(label),
-                _num(s[before]["estimate"]) if before else "",
-                _num(s[after]["estimate"]) if after else "",
-                f"{_num(s[change]['estimate'])} ({kind})",
-                _interval(*s[change]["interval"]),
+                fmt_number(s[before]["estimate"]) if before else "",
+                fmt_number(s[after]["estimate"]) if after else "",
+                f"{fmt_number(s[change]['estimate'])} ({kind})",
+                fmt_interval(*s[change]["interval"]),
             ]
         )
     return _table(["metric", "float", "int8", "change", f"{pct} % interval"], rows)
@@ -132,9 +118,9 @@ def _checks(checks: Sequence[Mapping[str, Any]]) -> str:
         cells = [
             f'<td class="text">{_esc(c["id"])}</td>',
             f'<td class="text outcome">{_esc(c["outcome"])}</td>',
-            f"<td>{_num(c.get('estimate'))}</td>",
-            f"<td>{_num(c.get('limit'))}</td>",
-            f"<td>{_interval(low, high)}</td>",
+            f"<td>{fmt_number(c.get('estimate'))}</td>",
+            f"<td>{fmt_number(c.get('limit'))}</td>",
+            f"<td>{fmt_interval(low, high)}</td>",
             f'<td class="text">{_esc(c.get("reason") or "")}</td>',
         ]
         lines.append(f'<tr class="{_esc(c["outcome"])}">' + "".join(cells) + "</tr>")
@@ -150,18 +136,18 @@ def _per_class(records: Sequence[Mapping[str, Any]]) -> str:
     rows = [
         [
             _esc(r["class"]),
-            _num(r.get("support")),
-            _num(r.get("fnr_float")),
-            _num(r.get("fnr_int8")),
-            _num(r.get("fnr_increase")),
-            _interval(r.get("fnr_increase_low"), r.get("fnr_increase_high")),
-            _num(r.get("fpr_float")),
-            _num(r.get("fpr_int8")),
-            _num(r.get("fpr_increase")),
-            _interval(r.get("fpr_increase_low"), r.get("fpr_increase_high")),
-            _num(r.get("flips")),
-            _num(r.get("broken")),
-            _num(r.get("fixed")),
+            fmt_number(r.get("support")),
+            fmt_number(r.get("fnr_float")),
+            fmt_number(r.get("fnr_int8")),
+            fmt_number(r.get("fnr_increase")),
+            fmt_interval(r.get("fnr_increase_low"), r.get("fnr_increase_high")),
+            fmt_number(r.get("fpr_float")),
+            fmt_number(r.get("fpr_int8")),
+            fmt_number(r.get("fpr_increase")),
+            fmt_interval(r.get("fpr_increase_low"), r.get("fpr_increase_high")),
+            fmt_number(r.get("flips")),
+            fmt_number(r.get("broken")),
+            fmt_number(r.get("fixed")),
             _p_value(r.get("mcnemar_p")),
         ]
         for r in records
@@ -193,13 +179,13 @@ def _gaps(records: Sequence[Mapping[str, Any]]) -> str:
             _esc(g["attribute"]),
             _esc("all classes" if g["class"] == "*" else g["class"]),
             _esc(g["metric"]),
-            _num(g.get("gap_float")),
-            _num(g.get("gap_int8")),
-            _num(g.get("gap_increase")),
-            _interval(g.get("low"), g.get("high")),
-            _num(g.get("difference_float")),
-            _num(g.get("difference_int8")),
-            _num(g.get("difference_change")),
+            fmt_number(g.get("gap_float")),
+            fmt_number(g.get("gap_int8")),
+            fmt_number(g.get("gap_increase")),
+            fmt_interval(g.get("low"), g.get("high")),
+            fmt_number(g.get("difference_float")),
+            fmt_number(g.get("difference_int8")),
+            fmt_number(g.get("difference_change")),
         ]
         for g in records
     ]

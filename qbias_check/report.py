@@ -32,15 +32,18 @@ GATE_RULES = {
 }
 
 
-def _num(value: Any, digits: int = 4) -> str:
+def fmt_number(value: Any, digits: int = 4) -> str:
+    """A number for a table: integers as they are, NaN and None as ``n/a``."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     return f"{value:.{digits}f}"
 
 
-def _interval(bounds: Iterable[Any]) -> str:
-    low, high = list(bounds)
-    if low is None or (isinstance(low, float) and math.isnan(low)):
+def fmt_interval(low: Any, high: Any) -> str:
+    """An interval for a table, ``[-0.0123, +0.0456]``; ``n/a`` when a bound is missing."""
+    if low is None or high is None or any(math.isnan(float(v)) for v in (low, high)):
         return "n/a"
     return f"[{low:+.4f}, {high:+.4f}]"
 
@@ -51,11 +54,11 @@ def failure_table(check: Check, verdict: Verdict, comparison: Comparison, gate: 
     pct = round(comparison.confidence * 100)
     head = [
         check.quantity,
-        _num(before),
-        _num(after),
-        _num(verdict.estimate),
-        _num(check.limit),
-        _interval(verdict.interval),
+        fmt_number(before),
+        fmt_number(after),
+        fmt_number(verdict.estimate),
+        fmt_number(check.limit),
+        fmt_interval(*verdict.interval),
     ]
     return "\n".join(
         [
@@ -164,11 +167,11 @@ def summary_text(model: str, data: Mapping[str, Any], *, fmt: str = "simple") ->
     s = data["summary"]
     pct = round(data["confidence"] * 100)
     lines = [
-        f"{model}: accuracy {_num(s['accuracy_float']['estimate'])} float -> "
-        f"{_num(s['accuracy_int8']['estimate'])} int8 on n = {data['n']} ({data['dataset']})",
+        f"{model}: accuracy {fmt_number(s['accuracy_float']['estimate'])} float -> "
+        f"{fmt_number(s['accuracy_int8']['estimate'])} int8 on n = {data['n']} ({data['dataset']})",
         tabulate(
             [
-                [label, _num(s[k]["estimate"]), _interval(s[k]["interval"])]
+                [label, fmt_number(s[k]["estimate"]), fmt_interval(*s[k]["interval"])]
                 for k, label in SUMMARY_ROWS
             ],
             headers=["metric", "change", f"{pct} % interval"],
@@ -179,7 +182,7 @@ def summary_text(model: str, data: Mapping[str, Any], *, fmt: str = "simple") ->
     enough = data.get("min_support", 0)
     classes = [r for r in data["per_class"] if r["support"] >= enough]
     worst = sorted(classes, key=lambda r: -(r["fnr_increase"] or -math.inf))[:3]
-    named = ", ".join(f"{r['class']} {_num(r['fnr_increase'], 3)}" for r in worst)
+    named = ", ".join(f"{r['class']} {fmt_number(r['fnr_increase'], 3)}" for r in worst)
     lines.append(f"worst classes (FNR increase): {named or f'none with n >= {enough}'}")
     thinnest = _thinnest_groups(data["per_group"])
     gaps = [
@@ -192,7 +195,7 @@ def summary_text(model: str, data: Mapping[str, Any], *, fmt: str = "simple") ->
         lines.append(
             "largest gap increases: "
             + ", ".join(
-                f"{g['attribute']}[{g['class']}] {g['metric']} {_num(g['gap_increase'], 3)}"
+                f"{g['attribute']}[{g['class']}] {g['metric']} {fmt_number(g['gap_increase'], 3)}"
                 for g in top
             )
         )
@@ -241,10 +244,10 @@ def markdown(model: str, data: Mapping[str, Any]) -> str:
         [
             r["class"],
             r["support"],
-            _num(r["fnr_float"]),
-            _num(r["fnr_int8"]),
-            _num(r["fpr_float"]),
-            _num(r["fpr_int8"]),
+            fmt_number(r["fnr_float"]),
+            fmt_number(r["fnr_int8"]),
+            fmt_number(r["fpr_float"]),
+            fmt_number(r["fpr_int8"]),
         ]
         for r in data["per_class"]
     ]
@@ -276,9 +279,9 @@ def checks_table(records: Iterable[Mapping[str, Any]], *, fmt: str = "simple") -
         [
             r["id"],
             r["outcome"],
-            _num(r["estimate"]),
-            _num(r["limit"]),
-            _interval(r["interval"]),
+            fmt_number(r["estimate"]),
+            fmt_number(r["limit"]),
+            fmt_interval(*r["interval"]),
             r["reason"],
         ]
         for r in records
